@@ -1,0 +1,192 @@
+// The metadata router: one web-standard `Request -> Response` handler, free of any runtime's
+// own API, so the same code serves Deno (main.ts), Supabase Edge Functions and Cloudflare
+// Workers. Each API request costs exactly one database statement (mfs_api.call), quota
+// included; auth is checked before that statement, so unauthorised calls cost nothing.
+
+import { matchRoute } from "./routes.ts";
+
+/** The one statement per request: runs mfs_api.call(scope, op, args, body). */
+export type CallDatabase = (
+  scope: string,
+  op: string,
+  args: Record<string, string>,
+  body: string | null,
+) => Promise<{ status: number; body: string; next_cursor: string | null }>;
+
+export interface RouterConfig {
+  apiKey: string;
+  call: CallDatabase;
+  quotaScope?: string;
+  pathPrefix?: string; // e.g. "/functions/v1/metadata-router" or "/metadata-router"
+  maxBodyBytes?: number;
+  log?: (line: string) => void;
+}
+
+// The official service version this router is faithful to; the client enables heartbeats,
+// attempt reads, tag mutation and filtered_tasks by comparing against it.
+export const SERVICE_VERSION = "2.5.1";
+const MAX_DEPTH = 32;
+const HEALTH_PATH = "/healthcheck";
+
+export class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+function json(status: number, body: string, extra: Record<string, string> = {}): Response {
+  return new Response(body, {
+    status,
+    headers: {
+      "content-type": "application/json",
+      METADATA_SERVICE_VERSION: SERVICE_VERSION,
+      ...extra,
+    },
+  });
+}
+
+function errorResponse(status: number, message: string, extra: Record<string, string> = {}) {
+  return json(status, JSON.stringify({ message }), extra);
+}
+
+/** Decoded, validated path segments after the prefix; throws HttpError(400/404). */
+function pathSegments(pathname: string, prefix: string): string[] {
+  let path = pathname;
+  if (prefix && (path === prefix || path.startsWith(prefix + "/"))) path = path.slice(prefix.length);
+  const raw = path.split("/").slice(1);
+  if (raw.length && raw[raw.length - 1] === "") raw.pop(); // tolerate one trailing slash
+  return raw.map((s) => {
+    let seg: string;
+    try {
+      seg = decodeURIComponent(s);
+    } catch {
+      throw new HttpError(400, "the path is not valid percent-encoding");
+    }
+    if (seg === "" || seg === "." || seg === "..") {
+      throw new HttpError(400, "path segments may not be empty, '.' or '..'");
+    }
+    if (seg.includes("\u0000")) throw new HttpError(400, "path segments may not contain NUL");
+    return seg;
+  });
+}
+
+async function sha256(text: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+}
+
+/** Constant-time key check: compares fixed-length digests with no early exit. */
+export async function keyMatches(given: string | null, expected: string): Promise<boolean> {
+  const [a, b] = await Promise.all([sha256(given ?? ""), sha256(expected)]);
+  let diff = given === null ? 1 : 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+
+function depthWithin(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    if (d > limit) return false;
+    for (const child of Object.values(v as object)) stack.push([child, d + 1]);
+  }
+  return true;
+}
+
+async function readBody(req: Request, maxBytes: number): Promise<string | null> {
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  if (declared > maxBytes) throw new HttpError(413, `the request body exceeds ${maxBytes} bytes`);
+  if (!req.body) return null;
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel();
+      throw new HttpError(413, `the request body exceeds ${maxBytes} bytes`);
+    }
+    chunks.push(value);
+  }
+  if (size === 0) return null;
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new HttpError(400, "the request body is not valid UTF-8");
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new HttpError(400, "the request body is not valid JSON");
+  }
+  if (!depthWithin(parsed, MAX_DEPTH)) {
+    throw new HttpError(400, `the request body is nested deeper than ${MAX_DEPTH} levels`);
+  }
+  if (text.includes("\\u0000")) throw new HttpError(400, "strings may not contain NUL characters");
+  return text;
+}
+
+/** Errors that mean "the database is not reachable right now": the client retries 503. */
+export function isUnavailable(err: unknown): boolean {
+  const e = err as { code?: string; name?: string } | null;
+  const code = e?.code ?? "";
+  if (/^(08|53|57P|40001|40P01|57014)/.test(code)) return true;
+  // Driver-level failures (refused, reset, timed out, closed) carry no SQLSTATE.
+  return !/^[0-9A-Z]{5}$/.test(code);
+}
+
+export function createHandler(config: RouterConfig): (req: Request) => Promise<Response> {
+  const scope = config.quotaScope || "default";
+  const prefix = (config.pathPrefix ?? "").replace(/\/+$/, "");
+  const maxBody = config.maxBodyBytes ?? 4 * 1024 * 1024;
+  const log = config.log ?? (() => {});
+  if (!config.apiKey) throw new Error("an API key is required (METADATA_API_KEY)");
+
+  return async (req: Request): Promise<Response> => {
+    let op = "-";
+    try {
+      const url = new URL(req.url);
+      const segments = pathSegments(url.pathname, prefix);
+      if (req.method === "GET" && "/" + segments.join("/") === HEALTH_PATH) {
+        return json(200, JSON.stringify({ status: "ok", version: SERVICE_VERSION }));
+      }
+      if (!(await keyMatches(req.headers.get("x-api-key"), config.apiKey))) {
+        return errorResponse(401, "a valid x-api-key header is required (METAFLOW_SERVICE_AUTH_KEY)");
+      }
+      const match = matchRoute(req.method, segments);
+      if (match.kind === "not_found") return errorResponse(404, `no such route: ${req.method} ${url.pathname}`);
+      if (match.kind === "method_not_allowed") {
+        return errorResponse(405, `${req.method} is not allowed here`, { allow: match.allowed.join(", ") });
+      }
+      const { route, params } = match;
+      op = route.op;
+      if (route.static) return json(200, JSON.stringify(SERVICE_VERSION));
+      for (const name of route.query ?? []) {
+        const v = url.searchParams.get(name);
+        if (v !== null) params[name] = v;
+      }
+      const body = req.method === "GET" ? null : await readBody(req, maxBody);
+      const res = await config.call(scope, route.op, params, body);
+      return json(res.status, res.body, res.next_cursor ? { "X-Next-Cursor": res.next_cursor } : {});
+    } catch (err) {
+      if (err instanceof HttpError) return errorResponse(err.status, err.message);
+      const code = (err as { code?: string })?.code ?? "unknown";
+      if (isUnavailable(err)) {
+        log(`op=${op} database unavailable (${code})`);
+        return errorResponse(503, "the metadata database is unavailable; retry shortly", { "retry-after": "2" });
+      }
+      log(`op=${op} internal error (${code})`);
+      return errorResponse(500, `internal error (${code}); nothing was changed`);
+    }
+  };
+}

@@ -1,0 +1,36 @@
+// Deno entry point (also what Supabase Edge Functions run): settings from the environment.
+//   DATABASE_URL (or SUPABASE_DB_URL), METADATA_API_KEY, PORT (8080), QUOTA_SCOPE (default),
+//   PATH_PREFIX (""), DB_MAX_CONNECTIONS (10), DB_PREPARE ("true"; "false" behind poolers).
+
+import { createHandler } from "./handler.ts";
+import { connect } from "./db.ts";
+
+function setting(name: string, fallback?: string): string {
+  const v = Deno.env.get(name) ?? fallback;
+  if (v === undefined || v === "") {
+    console.error(`metadata-router: set ${name}`);
+    Deno.exit(2);
+  }
+  return v;
+}
+
+const dbUrl = Deno.env.get("DATABASE_URL") || setting("SUPABASE_DB_URL");
+const db = connect({
+  url: dbUrl,
+  maxConnections: Number(setting("DB_MAX_CONNECTIONS", "10")),
+  prepare: setting("DB_PREPARE", "true") !== "false",
+});
+const handler = createHandler({
+  apiKey: setting("METADATA_API_KEY"),
+  call: db.call,
+  quotaScope: setting("QUOTA_SCOPE", "default"),
+  pathPrefix: Deno.env.get("PATH_PREFIX") ?? "",
+  log: (line) => console.error(`metadata-router: ${line}`),
+});
+
+const port = Number(setting("PORT", "8080"));
+Deno.serve({
+  port,
+  hostname: Deno.env.get("HOST") ?? "127.0.0.1",
+  onListen: ({ hostname, port }) => console.log(`metadata-router listening on http://${hostname}:${port}`),
+}, handler);

@@ -1,0 +1,82 @@
+// The route table of the Metaflow metadata API: method + path pattern -> stored-procedure
+// operation (mfs_api.<op> in sql/). Path parameters become the operation's arguments.
+
+export interface Route {
+  method: "GET" | "POST" | "PATCH";
+  pattern: string; // segments; ":name" captures one path segment
+  op: string;
+  query?: string[]; // query parameters passed through to the operation
+  static?: true; // answered by the router itself, without the database
+}
+
+const PAGED = ["_limit", "_cursor"];
+const RUN = "/flows/:flow_id/runs/:run_number";
+const STEP = `${RUN}/steps/:step_name`;
+const TASK = `${STEP}/tasks/:task_id`;
+
+export const ROUTES: Route[] = [
+  { method: "GET", pattern: "/ping", op: "ping" },
+  { method: "GET", pattern: "/version", op: "version", static: true },
+  { method: "GET", pattern: "/usage", op: "usage" },
+  { method: "GET", pattern: "/flows", op: "flows_list", query: PAGED },
+  { method: "GET", pattern: "/flows/:flow_id", op: "flow_get" },
+  { method: "POST", pattern: "/flows/:flow_id", op: "flow_create" },
+  { method: "POST", pattern: "/flows/:flow_id/run", op: "run_create" },
+  { method: "GET", pattern: "/flows/:flow_id/runs", op: "runs_list", query: PAGED },
+  { method: "GET", pattern: RUN, op: "run_get" },
+  { method: "POST", pattern: `${RUN}/heartbeat`, op: "run_heartbeat" },
+  { method: "PATCH", pattern: `${RUN}/tag/mutate`, op: "run_tag_mutate" },
+  { method: "GET", pattern: `${RUN}/metadata`, op: "run_metadata_list" },
+  { method: "GET", pattern: `${RUN}/artifacts`, op: "run_artifacts_list" },
+  { method: "GET", pattern: `${RUN}/steps`, op: "steps_list", query: PAGED },
+  { method: "GET", pattern: STEP, op: "step_get" },
+  { method: "POST", pattern: `${STEP}/step`, op: "step_create" },
+  { method: "GET", pattern: `${STEP}/artifacts`, op: "run_artifacts_list" },
+  { method: "POST", pattern: `${STEP}/task`, op: "task_create" },
+  { method: "GET", pattern: `${STEP}/tasks`, op: "tasks_list", query: PAGED },
+  {
+    method: "GET",
+    pattern: `${STEP}/filtered_tasks`,
+    op: "filtered_tasks",
+    query: ["metadata_field_name", "pattern"],
+  },
+  { method: "GET", pattern: TASK, op: "task_get" },
+  { method: "POST", pattern: `${TASK}/heartbeat`, op: "task_heartbeat" },
+  { method: "GET", pattern: `${TASK}/metadata`, op: "metadata_list", query: PAGED },
+  { method: "POST", pattern: `${TASK}/metadata`, op: "metadata_create" },
+  { method: "POST", pattern: `${TASK}/artifact`, op: "artifact_create" },
+  { method: "GET", pattern: `${TASK}/artifacts`, op: "artifacts_list", query: PAGED },
+  { method: "GET", pattern: `${TASK}/artifacts/:name`, op: "artifact_get" },
+  {
+    method: "GET",
+    pattern: `${TASK}/attempt/:attempt_id/artifacts`,
+    op: "artifacts_attempt_list",
+    query: PAGED,
+  },
+  { method: "GET", pattern: `${TASK}/artifacts/:name/attempt/:attempt_id`, op: "artifact_attempt_get" },
+];
+
+export type Match =
+  | { kind: "route"; route: Route; params: Record<string, string> }
+  | { kind: "method_not_allowed"; allowed: string[] }
+  | { kind: "not_found" };
+
+const COMPILED = ROUTES.map((route) => ({ route, parts: route.pattern.split("/").slice(1) }));
+
+/** Matches already-decoded path segments against the table. */
+export function matchRoute(method: string, segments: string[]): Match {
+  const allowed: string[] = [];
+  for (const { route, parts } of COMPILED) {
+    if (parts.length !== segments.length) continue;
+    const params: Record<string, string> = {};
+    let ok = true;
+    for (let i = 0; i < parts.length && ok; i++) {
+      if (parts[i].startsWith(":")) params[parts[i].slice(1)] = segments[i];
+      else ok = parts[i] === segments[i];
+    }
+    if (!ok) continue;
+    if (route.method === method) return { kind: "route", route, params };
+    allowed.push(route.method);
+  }
+  return allowed.length ? { kind: "method_not_allowed", allowed } : { kind: "not_found" };
+}
