@@ -63,6 +63,7 @@ class LocalPostgres:
         return subprocess.run(args, check=check, capture_output=True, text=True, cwd="/", **kwargs)
 
     def start(self) -> "LocalPostgres":
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self._as_user is not None:
             os.chown(self.data_dir, self._as_user.pw_uid, self._as_user.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():

@@ -1,0 +1,59 @@
+"""Start the Deno router (functions/metadata-router/main.ts) as a child process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from typing import Optional
+
+from . import ROUTER_DIR
+
+ENTRY = ROUTER_DIR / "main.ts"
+DENO_FLAGS = ["run", "--allow-net", "--allow-env", "--allow-read"]
+
+
+def deno_binary() -> str:
+    found = shutil.which("deno")
+    if found:
+        return found
+    try:
+        import deno  # the PyPI wheel ships the binary
+
+        return deno.find_deno_bin()
+    except Exception:
+        raise RuntimeError("Deno is not installed: pip install deno (or see https://deno.land)") from None
+
+
+def router_command() -> list[str]:
+    return [deno_binary(), *DENO_FLAGS, str(ENTRY)]
+
+
+def start_router(database_url: str, api_key: str, port: int, quota_scope: str = "default",
+                 path_prefix: str = "", extra_env: Optional[dict] = None,
+                 stdout=None, stderr=None) -> subprocess.Popen:
+    """Start the router and wait until its health probe answers (or raise with its output)."""
+    env = dict(os.environ)
+    env.update(DATABASE_URL=database_url, METADATA_API_KEY=api_key, PORT=str(port),
+               QUOTA_SCOPE=quota_scope, PATH_PREFIX=path_prefix)
+    env.update(extra_env or {})
+    proc = subprocess.Popen(router_command(), env=env, stdout=stdout, stderr=stderr)
+    wait_healthy(f"http://127.0.0.1:{port}{path_prefix}", proc)
+    return proc
+
+
+def wait_healthy(base_url: str, proc: Optional[subprocess.Popen] = None, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the router exited with code {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(base_url + "/healthcheck", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the router did not answer {base_url}/healthcheck within {timeout:.0f}s")
