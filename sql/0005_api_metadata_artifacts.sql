@@ -31,7 +31,7 @@ create or replace function mfs_api.metadata_create(a jsonb, b jsonb) returns mfs
 language plpgsql as $$
 declare
     rows jsonb := mfs.require_rows(b);
-    p record := mfs.path_task(a);
+    p record;
     bad int;
     out_body jsonb;
 begin
@@ -40,6 +40,7 @@ begin
     if bad is not null then
         perform mfs.fail(400, format('metadata row %s needs a field_name and a value', bad));
     end if;
+    p := mfs.path_task(a);
     with inserted as (
             insert into public.metadata_v3 (flow_id, run_number, run_id, step_name, task_id, task_name,
                                             field_name, value, type, user_name, ts_epoch, tags, system_tags)
@@ -95,7 +96,7 @@ create or replace function mfs_api.artifact_create(a jsonb, b jsonb) returns mfs
 language plpgsql as $$
 declare
     rows jsonb := mfs.require_rows(b);
-    p record := mfs.path_task(a);
+    p record;
     bad int;
     out_body jsonb;
 begin
@@ -107,6 +108,7 @@ begin
     if bad is not null then
         perform mfs.fail(400, format('artifact row %s needs name, location, ds_type and a whole-number attempt_id', bad));
     end if;
+    p := mfs.path_task(a);
     with inserted as (
             insert into public.artifact_v3 (flow_id, run_number, run_id, step_name, task_id, task_name, name,
                                             location, ds_type, sha, type, content_type, user_name, attempt_id,
@@ -190,17 +192,21 @@ $$;
 
 create or replace function mfs_api.artifacts_attempt_list(a jsonb, b jsonb) returns mfs.reply
 language plpgsql stable as $$
-declare p record := mfs.path_task(a);
+declare
+    attempt smallint := mfs.attempt_arg(a);  -- bad input (400) before lookups (404)
+    p record := mfs.path_task(a);
 begin
-    return mfs.task_artifacts(a, mfs.attempt_arg(a), null, p.r, p.t);
+    return mfs.task_artifacts(a, attempt, null, p.r, p.t);
 end
 $$;
 
 create or replace function mfs_api.artifact_attempt_get(a jsonb, b jsonb) returns mfs.reply
 language plpgsql stable as $$
-declare p record := mfs.path_task(a);
+declare
+    attempt smallint := mfs.attempt_arg(a);
+    p record := mfs.path_task(a);
 begin
-    return mfs.single(mfs.task_artifacts('{}', mfs.attempt_arg(a), mfs.arg(a, 'name'), p.r, p.t),
+    return mfs.single(mfs.task_artifacts('{}', attempt, mfs.arg(a, 'name'), p.r, p.t),
                       format('artifact %s of attempt %s', a ->> 'name', a ->> 'attempt_id'));
 end
 $$;
