@@ -1,0 +1,42 @@
+"""metaflow-serverless: a shared Metaflow metadata service on free-tier serverless providers.
+
+The stack's config (`stacks/Pulumi.<stack>.yaml`, typed in `Pulumi.yaml`) picks one backend per
+layer; this program wires Database -> QuotaGuard -> MetadataCompute, ObjectStore beside them,
+and writes the Metaflow profile for the stack.
+"""
+
+import pulumi
+
+from components import (Database, DatabaseArgs, MetadataCompute, MetadataComputeArgs,
+                        ObjectStore, ObjectStoreArgs, QuotaGuard, QuotaGuardArgs, settings)
+from components.metaflow_profile import profile_values
+from components.providers.metaflow_config import MetaflowConfig
+from components.providers.secret_key import RandomSecret
+
+s = settings.load()
+
+api_key = s.secret("apiKey") or RandomSecret("metadata-api-key", 32).value
+db = Database("database", DatabaseArgs(backend=s.database, settings=s))
+store = ObjectStore("object-store", ObjectStoreArgs(backend=s.object_store, settings=s,
+                                                    supabase_ref=db.supabase_ref))
+quota = QuotaGuard("quota", QuotaGuardArgs(database_url=db.url, scope=s.quota_scope,
+                                           max_requests=s.quota_max_requests,
+                                           max_egress_bytes=s.quota_max_egress_bytes))
+compute = MetadataCompute(
+    "metadata", MetadataComputeArgs(backend=s.compute, settings=s, database_url=db.url,
+                                    api_key=api_key, quota_scope=s.quota_scope,
+                                    supabase_ref=db.supabase_ref),
+    opts=pulumi.ResourceOptions(depends_on=[quota]))
+
+values = profile_values(compute.url, api_key, store)
+profile = MetaflowConfig("metaflow-config", profile=s.stack, values=values,
+                         write_default=s.write_default_config, metaflow_home=s.metaflow_home)
+
+pulumi.export("service_url", compute.url)
+pulumi.export("metaflow_profile", s.stack)
+pulumi.export("bucket", store.bucket)
+pulumi.export("datastore_sysroot", store.sysroot)
+pulumi.export("quota", quota.summary)
+pulumi.export("migrations", db.schema.applied)
+pulumi.export("metaflow_config", pulumi.Output.secret(profile.config_json))
+pulumi.export("run_a_flow", f"METAFLOW_PROFILE={s.stack} python your_flow.py run")

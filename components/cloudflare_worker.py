@@ -1,0 +1,51 @@
+"""The router as a Cloudflare Worker (`pulumi-cloudflare`), child resources of `MetadataCompute`.
+
+The bundle is built on the deploying machine by `deno bundle` (a `pulumi-command` local
+command; Deno ships as the `deno` pip package, no Docker) from the Worker entry
+`functions/metadata-router/worker.ts`, which wraps the web-standard handler of `handler.ts`.
+The database URL and API key are `secret_text` bindings; the script is enabled on the
+account's workers.dev subdomain.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from .providers._util import REPO_ROOT
+
+ENTRY = "functions/metadata-router/worker.ts"
+COMPATIBILITY_DATE = "2025-01-01"
+
+
+def worker(name, s, database_url, api_key, quota_scope, parent) -> pulumi.Output:
+    import pulumi_cloudflare as cloudflare
+    from pulumi_command import local
+
+    child = pulumi.ResourceOptions(parent=parent)
+    source_hash = _source_hash()
+    bundle = local.Command(
+        f"{name}-bundle",
+        create=f"deno bundle --quiet --platform=browser --format=esm {ENTRY}",
+        dir=str(REPO_ROOT), triggers=[source_hash], logging="stderr", opts=child)
+    script_name = f"{s.project_name}-router"
+    script = cloudflare.WorkersScript(
+        f"{name}-worker", account_id=s.cloudflare_account_id, script_name=script_name,
+        content=bundle.stdout, main_module="worker.js",
+        compatibility_date=COMPATIBILITY_DATE, compatibility_flags=["nodejs_compat"],
+        bindings=[
+            {"type": "secret_text", "name": "DATABASE_URL", "text": database_url},
+            {"type": "secret_text", "name": "METADATA_API_KEY", "text": api_key},
+            {"type": "plain_text", "name": "QUOTA_SCOPE", "text": quota_scope},
+        ],
+        opts=child)
+    cloudflare.WorkersScriptSubdomain(
+        f"{name}-subdomain", account_id=s.cloudflare_account_id, script_name=script.script_name,
+        enabled=True, opts=child)
+    return pulumi.Output.from_input(
+        f"https://{script_name}.{s.cloudflare_workers_subdomain}.workers.dev")
+
+
+def _source_hash() -> str:
+    from .providers.supabase_api import router_hash
+
+    return router_hash()

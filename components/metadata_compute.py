@@ -1,0 +1,67 @@
+"""`MetadataCompute`: where the metadata router (`functions/metadata-router/`) runs.
+
+Backends: `supabase-edge` (Edge Function deployed through the Management API with its secrets;
+the platform gives it `SUPABASE_DB_URL`), `cloudflare-worker` (see `cloudflare_worker.py`),
+`cloudrun` (see `cloud_run.py`), `local` (the router as a local Deno process). Every backend
+gets the same settings: database URL, API key and quota scope; secrets stay secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+from .providers.local_router import LocalRouter
+from .providers.supabase_api import SupabaseFunction
+from .settings import Settings
+
+TYPE = "metaflow-serverless:index:MetadataCompute"
+FUNCTION_SLUG = "metadata-router"
+
+
+@dataclass
+class MetadataComputeArgs:
+    backend: str
+    settings: Settings
+    database_url: pulumi.Input[str]
+    api_key: pulumi.Input[str]
+    quota_scope: str
+    supabase_ref: Optional[pulumi.Input[str]] = None
+
+
+class MetadataCompute(pulumi.ComponentResource):
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: MetadataComputeArgs,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(TYPE, name, {}, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        self.backend = args.backend
+        if args.backend == "supabase-edge":
+            if args.supabase_ref is None:
+                raise pulumi.RunError("compute=supabase-edge needs database=supabase")
+            fn = SupabaseFunction(
+                f"{name}-edge", ref=args.supabase_ref, slug=FUNCTION_SLUG,
+                secrets={"METADATA_API_KEY": args.api_key, "QUOTA_SCOPE": args.quota_scope,
+                         "PATH_PREFIX": f"/{FUNCTION_SLUG}"},
+                access_token=s.require_secret("supabaseAccessToken"), opts=child)
+            self.url = fn.url
+        elif args.backend == "cloudflare-worker":
+            from .cloudflare_worker import worker
+
+            self.url = worker(name, s, args.database_url, args.api_key, args.quota_scope, self)
+        elif args.backend == "cloudrun":
+            from .cloud_run import cloud_run_service
+
+            self.url = cloud_run_service(name, s, args.database_url, args.api_key,
+                                         args.quota_scope, self)
+        else:
+            router = LocalRouter(f"{name}-local", database_url=args.database_url,
+                                 api_key=args.api_key, quota_scope=args.quota_scope,
+                                 state_dir=f"{s.local_state_dir}/{s.stack}/router",
+                                 port=s.local_router_port, opts=child)
+            self.url = router.url
+        self.register_outputs({"url": self.url, "backend": self.backend})

@@ -1,0 +1,91 @@
+"""`ObjectStore`: the S3-compatible bucket Metaflow's datastore writes artifacts to.
+
+Backends: Supabase Storage (bucket via the project's SQL endpoint; S3 access keys are created
+by hand in the dashboard, Supabase has no API for them, and are passed as secrets), Cloudflare
+R2 (`pulumi-cloudflare` bucket; the R2 S3 token is likewise passed as secrets), Backblaze B2
+(dynamic provider that also mints a key scoped to the bucket), and `local` (SeaweedFS process
+with generated credentials). Credentials are secret outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+from .providers.b2_api import B2Bucket
+from .providers.local_s3 import LocalS3
+from .providers.supabase_api import SupabaseBucket
+from .settings import Settings
+
+TYPE = "metaflow-serverless:index:ObjectStore"
+
+
+@dataclass
+class ObjectStoreArgs:
+    backend: str
+    settings: Settings
+    supabase_ref: Optional[pulumi.Input[str]] = None
+
+
+class ObjectStore(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ObjectStoreArgs,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(TYPE, name, {}, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=not s.drop_data_on_destroy)
+        self.backend = args.backend
+        self.bucket = pulumi.Output.from_input(s.bucket_name)
+        self.region = s.s3_region or "us-east-1"
+        if args.backend == "supabase":
+            if args.supabase_ref is None:
+                raise pulumi.RunError("objectStore=supabase needs database=supabase")
+            bucket = SupabaseBucket(f"{name}-supabase", ref=args.supabase_ref,
+                                    bucket=s.bucket_name, drop_data=s.drop_data_on_destroy,
+                                    access_token=s.require_secret("supabaseAccessToken"),
+                                    opts=child)
+            self.endpoint = bucket.endpoint
+            self.region = s.s3_region or s.region or "us-east-1"
+            # keys can only be made in the dashboard once the project exists: a first `up`
+            # without them creates everything, warns, and a second `up` adds them
+            self.access_key_id = s.secret("s3AccessKeyId") or ""
+            self.secret_access_key = s.secret("s3SecretAccessKey") or ""
+            if self.access_key_id == "" or self.secret_access_key == "":
+                pulumi.log.warn("Supabase S3 keys not set yet: create them in the dashboard "
+                                "(Storage > S3 access keys), set s3AccessKeyId and "
+                                "s3SecretAccessKey, and run `pulumi up` again")
+        elif args.backend == "r2":
+            import pulumi_cloudflare as cloudflare
+
+            bucket = cloudflare.R2Bucket(f"{name}-r2", account_id=s.cloudflare_account_id,
+                                         name=s.bucket_name, opts=keep)
+            self.bucket = bucket.name
+            self.endpoint = pulumi.Output.from_input(
+                f"https://{s.cloudflare_account_id}.r2.cloudflarestorage.com")
+            self.region = s.s3_region or "auto"
+            self.access_key_id = s.require_secret("s3AccessKeyId")
+            self.secret_access_key = s.require_secret("s3SecretAccessKey")
+        elif args.backend == "b2":
+            bucket = B2Bucket(f"{name}-b2", bucket=s.bucket_name,
+                              key_id=s.require_secret("b2ApplicationKeyId"),
+                              application_key=s.require_secret("b2ApplicationKey"),
+                              drop_data=s.drop_data_on_destroy, opts=keep)
+            self.endpoint = bucket.endpoint
+            self.region = s.s3_region or s.b2_region
+            self.access_key_id = bucket.access_key_id
+            self.secret_access_key = bucket.secret_access_key
+        else:
+            server = LocalS3(f"{name}-local", state_dir=f"{s.local_state_dir}/{s.stack}/s3",
+                             bucket=s.bucket_name, port=s.local_s3_port,
+                             drop_data=s.drop_data_on_destroy, opts=child)
+            self.endpoint = server.endpoint
+            self.access_key_id = server.access_key_id
+            self.secret_access_key = server.secret_access_key
+        self.access_key_id = pulumi.Output.secret(self.access_key_id)
+        self.secret_access_key = pulumi.Output.secret(self.secret_access_key)
+        self.sysroot = pulumi.Output.concat("s3://", self.bucket, "/metaflow")
+        self.register_outputs({"bucket": self.bucket, "endpoint": self.endpoint,
+                               "access_key_id": self.access_key_id,
+                               "secret_access_key": self.secret_access_key})

@@ -1,0 +1,86 @@
+"""Dynamic provider `LocalRouter`: the metadata router (`functions/metadata-router/main.ts`)
+as a local Deno process, the same code the Edge Function runs.
+
+`create` starts `deno run` in its own session with the database URL, API key and quota scope in
+its environment (never on its command line), waits for the port and the unauthenticated health
+route, and returns pid, port and URL. A changed input restarts the process (replace).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
+
+from ._util import REPO_ROOT, free_port, pid_alive, start_detached, stop_group, wait_port
+
+ROUTER = REPO_ROOT / "functions" / "metadata-router" / "main.ts"
+HEALTH_PATHS = ("/healthcheck", "/healthz")
+
+
+def _wait_healthy(url: str, pid: int, timeout: float = 90) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            raise RuntimeError(f"router process {pid} exited; see its log")
+        for path in HEALTH_PATHS:
+            try:
+                if requests.get(url + path, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+        time.sleep(0.3)
+    raise TimeoutError(f"router at {url} not healthy after {timeout:.0f}s")
+
+
+class LocalRouterProvider(ResourceProvider):
+    def diff(self, _id, olds, news):
+        keys = ("database_url", "api_key", "quota_scope", "port", "state_dir")
+        replaces = [k for k in keys if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=True)
+
+    def create(self, props):
+        deno = shutil.which("deno")
+        if not deno:
+            raise RuntimeError("no `deno` binary: pip install deno, or see https://deno.com")
+        port = int(props.get("port") or 0) or free_port()
+        env = {**os.environ, "DATABASE_URL": props["database_url"],
+               "METADATA_API_KEY": props["api_key"], "QUOTA_SCOPE": props["quota_scope"],
+               "PORT": str(port)}
+        state = (REPO_ROOT / props["state_dir"]).resolve()
+        argv = [deno, "run", "--allow-net", "--allow-env", "--allow-read", str(ROUTER)]
+        pid = start_detached(argv, state / "router.log", env=env, cwd=str(REPO_ROOT))
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_port(port, 120, pid)
+            _wait_healthy(url, pid)
+        except Exception:
+            stop_group(pid)
+            raise
+        return CreateResult(f"router-{pid}", {**props, "pid": pid, "port": port, "url": url})
+
+    def delete(self, _id, props):
+        pid = int(props.get("pid") or 0)
+        if pid and pid_alive(pid):
+            stop_group(pid)
+
+
+class LocalRouter(Resource, module="mfs", name="LocalRouter"):
+    pid: pulumi.Output[int]
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, database_url, api_key, quota_scope: str, state_dir: str,
+                 port: int = 0, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(
+            LocalRouterProvider(), name,
+            {"database_url": pulumi.Output.secret(database_url),
+             "api_key": pulumi.Output.secret(api_key), "quota_scope": quota_scope,
+             "state_dir": state_dir, "port": port, "pid": None, "url": None},
+            opts,
+        )

@@ -1,0 +1,60 @@
+"""Dynamic provider `QuotaLimits`: the router's monthly limits, written where it reads them.
+
+Calls the schema's own upsert `mfs_api.set_quota_limits(scope, max_requests, max_egress_bytes)`
+over asyncpg, so every backend (Supabase, Neon, CockroachDB, plain or local Postgres) is served
+by one implementation. A changed limit is an in-place update; only a changed scope replaces
+the resource. Delete leaves the row: the counters are history, and the database's own delete
+(or `dropDataOnDestroy`) removes it.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+
+from ._util import run_async
+
+
+def _write(props) -> dict:
+    import asyncpg
+
+    async def go():
+        con = await asyncpg.connect(props["dsn"])
+        try:
+            await con.execute("select mfs_api.set_quota_limits($1, $2, $3)", props["scope"],
+                              int(props["max_requests"]), int(props["max_egress_bytes"]))
+        finally:
+            await con.close()
+
+    run_async(go())
+    return props
+
+
+class QuotaLimitsProvider(ResourceProvider):
+    def diff(self, _id, olds, news):
+        replaces = ["scope"] if olds.get("scope") != news.get("scope") else []
+        changed = [k for k in ("dsn", "max_requests", "max_egress_bytes")
+                   if olds.get(k) != news.get(k)] + replaces
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
+
+    def create(self, props):
+        return CreateResult(f"quota-{props['scope']}", _write(props))
+
+    def update(self, _id, _olds, news):
+        return UpdateResult(_write(news))
+
+    def delete(self, _id, _props):
+        pass
+
+
+class QuotaLimits(Resource, module="mfs", name="QuotaLimits"):
+    def __init__(self, name: str, dsn, scope: str, max_requests: int, max_egress_bytes: int,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(
+            QuotaLimitsProvider(), name,
+            {"dsn": pulumi.Output.secret(dsn), "scope": scope,
+             "max_requests": max_requests, "max_egress_bytes": max_egress_bytes},
+            opts,
+        )

@@ -1,0 +1,124 @@
+"""The stack's settings, read once from Pulumi config (typed in Pulumi.yaml) and the environment.
+
+Non-secret values come from `stacks/Pulumi.<stack>.yaml` with the defaults of `Pulumi.yaml`.
+Secrets come from `pulumi config set --secret <key>` or, when unset, from the environment
+variable named beside each key below; either way they are returned as secret Outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+# secret config key -> environment variable read when the key is unset
+SECRET_ENV = {
+    "apiKey": "MFS_METADATA_API_KEY",
+    "databaseUrl": "MFS_DATABASE_URL",
+    "supabaseAccessToken": "SUPABASE_ACCESS_TOKEN",
+    "supabaseDbPassword": "SUPABASE_DB_PASSWORD",
+    "neonApiKey": "NEON_API_KEY",
+    "b2ApplicationKeyId": "B2_APPLICATION_KEY_ID",
+    "b2ApplicationKey": "B2_APPLICATION_KEY",
+    "s3AccessKeyId": "MFS_S3_ACCESS_KEY_ID",
+    "s3SecretAccessKey": "MFS_S3_SECRET_ACCESS_KEY",
+}
+
+DATABASES = ("supabase", "neon", "cockroach", "postgres", "local")
+OBJECT_STORES = ("supabase", "r2", "b2", "local")
+COMPUTES = ("supabase-edge", "cloudflare-worker", "cloudrun", "local")
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack: str
+    database: str
+    object_store: str
+    compute: str
+    project_name: str
+    region: str
+    supabase_organization: str
+    supabase_instance_size: str
+    cockroach_cloud_provider: str
+    cockroach_spend_limit: int
+    bucket_name: str
+    s3_region: str
+    b2_region: str
+    cloudflare_account_id: str
+    cloudflare_workers_subdomain: str
+    gcp_project: str
+    gcp_region: str
+    router_image: str
+    quota_scope: str
+    quota_max_requests: int
+    quota_max_egress_bytes: int
+    drop_data_on_destroy: bool
+    write_default_config: str
+    metaflow_home: str
+    local_state_dir: str
+    local_postgres_port: int
+    local_s3_port: int
+    local_router_port: int
+
+    def secret(self, key: str) -> Optional[pulumi.Output]:
+        """The secret `key` (config first, then its environment variable), or None if unset."""
+        value = pulumi.Config().get_secret(key)
+        if value is not None:
+            return value
+        env = os.environ.get(SECRET_ENV[key])
+        return pulumi.Output.secret(env) if env else None
+
+    def require_secret(self, key: str) -> pulumi.Output:
+        value = self.secret(key)
+        if value is None:
+            raise pulumi.RunError(
+                f"missing secret {key}: run `pulumi config set --secret {key} ...` "
+                f"or set {SECRET_ENV[key]}"
+            )
+        return value
+
+
+def _choice(cfg: pulumi.Config, key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = cfg.get(key) or default
+    if value not in allowed:
+        raise pulumi.RunError(f"config {key}={value!r}: expected one of {', '.join(allowed)}")
+    return value
+
+
+def load() -> Settings:
+    cfg = pulumi.Config()
+    s = lambda k, d="": cfg.get(k) or d  # noqa: E731
+    i = lambda k, d: int(cfg.get_int(k) if cfg.get(k) is not None else d)  # noqa: E731
+    write_default = _choice(cfg, "writeDefaultConfig", "if-missing", ("always", "if-missing", "never"))
+    return Settings(
+        stack=pulumi.get_stack(),
+        database=_choice(cfg, "database", "local", DATABASES),
+        object_store=_choice(cfg, "objectStore", "local", OBJECT_STORES),
+        compute=_choice(cfg, "compute", "local", COMPUTES),
+        project_name=s("projectName", "metaflow-serverless"),
+        region=s("region"),
+        supabase_organization=s("supabaseOrganization"),
+        supabase_instance_size=s("supabaseInstanceSize"),
+        cockroach_cloud_provider=s("cockroachCloudProvider", "AWS"),
+        cockroach_spend_limit=i("cockroachSpendLimit", 0),
+        bucket_name=s("bucketName", "metaflow-data"),
+        s3_region=s("s3Region"),
+        b2_region=s("b2Region", "us-west-004"),
+        cloudflare_account_id=s("cloudflareAccountId"),
+        cloudflare_workers_subdomain=s("cloudflareWorkersSubdomain"),
+        gcp_project=s("gcpProject"),
+        gcp_region=s("gcpRegion", "us-central1"),
+        router_image=s("routerImage", "docker.io/denoland/deno:2.1.4"),
+        quota_scope=s("quotaScope", "default"),
+        quota_max_requests=i("quotaMaxRequests", 400000),
+        quota_max_egress_bytes=i("quotaMaxEgressBytes", 4000000000),
+        drop_data_on_destroy=bool(cfg.get_bool("dropDataOnDestroy") or False),
+        write_default_config=write_default,
+        metaflow_home=s("metaflowHome"),
+        local_state_dir=s("localStateDir", ".mfs-local"),
+        local_postgres_port=i("localPostgresPort", 0),
+        local_s3_port=i("localS3Port", 0),
+        local_router_port=i("localRouterPort", 0),
+    )
