@@ -1,0 +1,319 @@
+"""Shared benchmark plumbing: a Postgres with pg_stat_statements, fresh migrated databases, the
+real Deno router, the route table of routes.ts (for recording and replaying a Metaflow run), a
+recording HTTP proxy, and small statistics helpers. Nothing here asserts timings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+
+from mfs import ROUTER_DIR, migrations  # noqa: E402
+from mfs.local_postgres import DEBIAN_BIN, LocalPostgres, free_port  # noqa: E402
+from mfs.router import start_router  # noqa: E402
+
+BENCH_DIR = Path(__file__).resolve().parent
+FLOW_FILE = BENCH_DIR / "flows" / "foreach_flow.py"
+OUT_DIR = Path(os.environ.get("MFS_BENCH_OUT", "/tmp/bench"))
+CALL_SQL = ("select status, body, next_cursor "
+            "from mfs_api.call($1, $2, $3::text::jsonb, $4::text::jsonb)")
+
+
+def log(*a) -> None:
+    print(*a, file=sys.stderr, flush=True)
+
+
+def run_sync(coro):
+    return asyncio.new_event_loop().run_until_complete(coro)
+
+
+# ---------------------------------------------------------------- Postgres
+
+class BenchPostgres(LocalPostgres):
+    """LocalPostgres (Debian 15 by default) started with pg_stat_statements preloaded."""
+
+    extra_opts = ("-c shared_preload_libraries=pg_stat_statements "
+                  "-c pg_stat_statements.track=top -c pg_stat_statements.max=10000 "
+                  "-c track_io_timing=on")
+
+    def resume(self) -> None:
+        opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} "
+                f"-c max_connections=200 -c fsync=on {self.extra_opts}")
+        res = self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-o", opts,
+                        "-l", str(self.data_dir / "server.log"), "-w", "-t", "60", "start", check=False)
+        if res.returncode != 0:
+            logf = self.data_dir / "server.log"
+            tail = logf.read_text()[-2000:] if logf.exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start: {res.stderr.strip()}\n{tail}")
+
+
+def start_postgres(bin_dir: Path = DEBIAN_BIN) -> BenchPostgres:
+    return BenchPostgres(bin_dir).start()
+
+
+def new_database(pg: LocalPostgres, name: Optional[str] = None, migrate: bool = True) -> str:
+    name = name or f"bench_{secrets.token_hex(4)}"
+
+    async def create():
+        con = await asyncpg.connect(pg.dsn)
+        try:
+            await con.execute(f'create database "{name}"')
+        finally:
+            await con.close()
+
+    run_sync(create())
+    dsn = pg.dsn.rsplit("/", 1)[0] + "/" + name
+    if migrate:
+        migrations.apply(dsn)
+    return dsn
+
+
+class Router:
+    """The real Deno router (functions/metadata-router/main.ts) as a child process."""
+
+    def __init__(self, dsn: str, key: Optional[str] = None, extra_env: Optional[dict] = None):
+        self.dsn = dsn
+        self.key = key or secrets.token_urlsafe(24)
+        self.port = free_port()
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        self._log = open(OUT_DIR / f"router-{self.port}.log", "ab")
+        self.proc = start_router(dsn, self.key, self.port, extra_env=extra_env,
+                                 stdout=self._log, stderr=self._log)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+
+# ---------------------------------------------------------------- routes.ts
+
+def load_routes() -> list[dict]:
+    """The route table of routes.ts: [{method, pattern, op, query, static}], in order."""
+    src = (ROUTER_DIR / "routes.ts").read_text()
+    consts = {"PAGED": ["_limit", "_cursor"]}
+    strs = {}
+    for name, val in re.findall(r'const (\w+) = [`"]([^`"]*)[`"];', src):
+        strs[name] = re.sub(r"\$\{(\w+)\}", lambda m: strs[m.group(1)], val)
+    routes = []
+    body = src[src.index("ROUTES: Route[] = ["):]
+    body = re.sub(r"`([^`]*)`", lambda m: '"' + re.sub(r"\$\{(\w+)\}", lambda x: strs[x.group(1)], m.group(1)) + '"', body)
+    for block in re.findall(r"\{([^{}]*)\}", body):
+        m = re.search(r'method:\s*"(\w+)"', block)
+        if not m:
+            continue
+        pat = re.search(r'pattern:\s*("([^"]*)"|`([^`]*)`|(\w+))', block)
+        if pat.group(2) is not None:
+            pattern = pat.group(2)
+        elif pat.group(3) is not None:
+            pattern = re.sub(r"\$\{(\w+)\}", lambda x: strs[x.group(1)], pat.group(3))
+        else:
+            pattern = strs[pat.group(4)]
+        op = re.search(r'op:\s*"(\w+)"', block).group(1)
+        q = re.search(r"query:\s*(\[[^\]]*\]|\w+)", block)
+        query = []
+        if q:
+            query = consts[q.group(1)] if q.group(1) in consts else json.loads(q.group(1))
+        routes.append(dict(method=m.group(1), pattern=pattern, op=op, query=query,
+                           static="static: true" in block, parts=pattern.split("/")[1:]))
+    return routes
+
+
+ROUTES = load_routes()
+
+
+def match(method: str, path: str) -> Optional[tuple[dict, dict]]:
+    segs = path.split("/")[1:]
+    if segs and segs[-1] == "":
+        segs.pop()
+    for r in ROUTES:
+        if r["method"] != method or len(r["parts"]) != len(segs):
+            continue
+        params = {}
+        for p, s in zip(r["parts"], segs):
+            if p.startswith(":"):
+                params[p[1:]] = s
+            elif p != s:
+                break
+        else:
+            return r, params
+    return None
+
+
+def build_path(route: dict, params: dict) -> str:
+    return "/" + "/".join(str(params[p[1:]]) if p.startswith(":") else p for p in route["parts"])
+
+
+# ---------------------------------------------------------------- Metaflow
+
+def metaflow_env(url: Optional[str], key: Optional[str], home: Path, metadata: str = "service") -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METAFLOW_")}
+    home.mkdir(parents=True, exist_ok=True)
+    env.update(METAFLOW_HOME=str(home / "mfhome"), METAFLOW_DEFAULT_METADATA=metadata,
+               METAFLOW_DEFAULT_DATASTORE="local",
+               METAFLOW_DATASTORE_SYSROOT_LOCAL=str(home / "datastore"),
+               USERNAME="bench", PYTHONUNBUFFERED="1")
+    if metadata == "service":
+        env.update(METAFLOW_SERVICE_URL=url, METAFLOW_SERVICE_AUTH_KEY=key)
+    return env
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by one process, from /proc."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return 0.0
+
+
+def postgres_cpu(pg: LocalPostgres) -> float:
+    """CPU seconds of the postmaster and its live children (backends, walwriter, ...)."""
+    try:
+        master = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError):
+        return 0.0
+    total = proc_cpu(master)
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(f[1]) == master:
+                total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def children_cpu() -> float:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_flow(env: dict, width: int, cwd: Path, extra: tuple = ()) -> float:
+    """Runs the benchmark flow; returns its wall time in seconds (raises on failure)."""
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, str(FLOW_FILE), "--no-pylint", "run", "--width", str(width), *extra],
+                         env=env, cwd=cwd, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise RuntimeError(f"flow failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return dt
+
+
+# ---------------------------------------------------------------- recording proxy
+
+class RecordingProxy:
+    """An HTTP proxy in front of the router that records every request and its reply:
+    {method, path, query, body, status, reply}. Runs its own event loop in a thread."""
+
+    def __init__(self, target: str):
+        self.target = target
+        self.port = free_port()
+        self.records: list[dict] = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _main(self):
+        import aiohttp
+        from aiohttp import web
+
+        async def handle(req: web.Request):
+            body = await req.read()
+            headers = {k: v for k, v in req.headers.items() if k.lower() not in ("host", "content-length")}
+            async with self.session.request(req.method, self.target + req.rel_url.path_qs,
+                                            data=body if body else None, headers=headers) as r:
+                reply = await r.read()
+                self.records.append(dict(method=req.method, path=req.rel_url.path,
+                                         query=dict(req.rel_url.query), body=body.decode() or None,
+                                         status=r.status, reply=reply.decode(errors="replace"),
+                                         t=time.time()))
+                out_headers = {k: v for k, v in r.headers.items()
+                               if k.lower() not in ("content-length", "transfer-encoding", "content-encoding",
+                                                    "connection")}
+                return web.Response(status=r.status, body=reply, headers=out_headers)
+
+        async def main():
+            self.session = aiohttp.ClientSession()
+            app = web.Application(client_max_size=64 * 1024 * 1024)
+            app.router.add_route("*", "/{tail:.*}", handle)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            self._ready.set()
+            while True:
+                await asyncio.sleep(3600)
+
+        asyncio.new_event_loop().run_until_complete(main())
+
+
+def record_run(pg: LocalPostgres, width: int, workdir: Path) -> list[dict]:
+    """Runs the benchmark flow once against router-behind-a-recorder; returns the records
+    annotated with op and params."""
+    dsn = new_database(pg)
+    router = Router(dsn)
+    try:
+        proxy = RecordingProxy(router.url)
+        env = metaflow_env(proxy.url, router.key, workdir)
+        run_flow(env, width, workdir)
+        time.sleep(0.5)
+        recs = list(proxy.records)
+    finally:
+        router.stop()
+    for r in recs:
+        m = match(r["method"], r["path"])
+        r["op"] = m[0]["op"] if m else None
+        r["params"] = m[1] if m else {}
+    return recs
+
+
+# ---------------------------------------------------------------- statistics
+
+def pct(values, q: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    k = (len(v) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def median(values) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def save_json(name: str, data) -> Path:
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    p = OUT_DIR / name
+    p.write_text(json.dumps(data, indent=2, default=str))
+    return p
