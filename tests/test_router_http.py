@@ -177,6 +177,10 @@ def test_cursor_pagination_is_opt_in_and_newest_first(api):
     ("POST", "/flows/" + "x" * 300, "{}", 400),
     ("POST", "/flows/F", "[" * 5000 + "]" * 5000, 400),
     ("POST", "/flows/F", json.dumps({"user_name": "a\u0000b"}), 400),
+    ("POST", "/flows/F", '{"tags": ["\\ud800"]}', 400),          # lone surrogate: jsonb cannot hold it
+    ("POST", "/flows/F", '{"a\\u0000": 1}', 400),                # NUL in a key
+    ("POST", "/flows/F", b"\xef\xbb\xbf{}", 400),                 # byte-order mark is not JSON
+    ("GET", "/flows?_limit=%00", None, 400),                      # NUL in a query parameter
     ("GET", "/flows/F/runs/1/steps/s/tasks/1/artifacts/x/attempt/abc", None, 400),
     ("GET", "/no/such/route", None, 404),
     ("DELETE", "/flows/F", None, 405),
@@ -212,9 +216,15 @@ def test_usage_route_counts_this_month(api):
     assert usage["requests"] == 3 and usage["egress_bytes"] > 0 and usage["month"] and usage["resets_at"]
 
 
-def test_malformed_percent_encoding_is_400(router):
+@pytest.mark.parametrize("path,says", [
+    ("/flows/%ZZ", "percent-encoding"),
+    ("/usage/%2e", "'.'"),            # a URL parser would silently resolve these to /usage
+    ("/flows/F/runs/%2E%2e/steps", "'..'"),
+    ("/flows/F/./runs", "'.'"),
+])
+def test_malformed_and_dot_segment_paths_are_400(router, path, says):
     import http.client
     con = http.client.HTTPConnection("127.0.0.1", router.port, timeout=10)
-    con.request("GET", "/flows/%ZZ", headers={"x-api-key": router.key})
+    con.request("GET", path, headers={"x-api-key": router.key})  # http.client sends the path untouched
     resp = con.getresponse()
-    assert resp.status == 400 and "percent-encoding" in json.loads(resp.read())["message"]
+    assert resp.status == 400 and says in json.loads(resp.read())["message"]

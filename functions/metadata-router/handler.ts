@@ -65,9 +65,26 @@ function pathSegments(pathname: string, prefix: string): string[] {
     if (seg === "" || seg === "." || seg === "..") {
       throw new HttpError(400, "path segments may not be empty, '.' or '..'");
     }
-    if (seg.includes("\u0000")) throw new HttpError(400, "path segments may not contain NUL");
+    const bad = badText(seg);
+    if (bad) throw new HttpError(400, `path segments may not contain ${bad}`);
     return seg;
   });
+}
+
+/** What makes a string unstorable in Postgres text/jsonb (NUL, lone UTF-16 surrogates), or null. */
+function badText(s: string): string | null {
+  if (s.includes("\u0000")) return "NUL characters";
+  if (!s.isWellFormed()) return "unpaired UTF-16 surrogates";
+  return null;
+}
+
+/** The path exactly as sent: `new URL` would silently resolve '.', '..' and '%2e' segments. */
+function rawPathname(url: string): string {
+  const afterScheme = url.indexOf("//");
+  const start = url.indexOf("/", afterScheme < 0 ? 0 : afterScheme + 2);
+  if (start < 0) return "/";
+  const end = url.slice(start).search(/[?#]/);
+  return end < 0 ? url.slice(start) : url.slice(start, start + end);
 }
 
 async function sha256(text: string): Promise<Uint8Array> {
@@ -82,15 +99,25 @@ export async function keyMatches(given: string | null, expected: string): Promis
   return diff === 0;
 }
 
-function depthWithin(value: unknown, limit: number): boolean {
+/** Why a parsed body cannot be stored (too deep, or a string or key with bad text), or null. */
+function bodyProblem(value: unknown, maxDepth: number): string | null {
   const stack: [unknown, number][] = [[value, 1]];
   while (stack.length) {
     const [v, d] = stack.pop()!;
+    if (typeof v === "string") {
+      const bad = badText(v);
+      if (bad) return `strings may not contain ${bad}`;
+      continue;
+    }
     if (v === null || typeof v !== "object") continue;
-    if (d > limit) return false;
-    for (const child of Object.values(v as object)) stack.push([child, d + 1]);
+    if (d > maxDepth) return `the request body is nested deeper than ${maxDepth} levels`;
+    for (const [k, child] of Object.entries(v as object)) {
+      const bad = badText(k);
+      if (bad) return `keys may not contain ${bad}`;
+      stack.push([child, d + 1]);
+    }
   }
-  return true;
+  return null;
 }
 
 async function readBody(req: Request, maxBytes: number): Promise<string | null> {
@@ -119,7 +146,8 @@ async function readBody(req: Request, maxBytes: number): Promise<string | null> 
   }
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    // ignoreBOM keeps a byte-order mark in the text, so JSON.parse refuses it as JSON does
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
     throw new HttpError(400, "the request body is not valid UTF-8");
   }
@@ -129,10 +157,8 @@ async function readBody(req: Request, maxBytes: number): Promise<string | null> 
   } catch {
     throw new HttpError(400, "the request body is not valid JSON");
   }
-  if (!depthWithin(parsed, MAX_DEPTH)) {
-    throw new HttpError(400, `the request body is nested deeper than ${MAX_DEPTH} levels`);
-  }
-  if (text.includes("\\u0000")) throw new HttpError(400, "strings may not contain NUL characters");
+  const problem = bodyProblem(parsed, MAX_DEPTH);
+  if (problem) throw new HttpError(400, problem);
   return text;
 }
 
@@ -156,7 +182,8 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
     let op = "-";
     try {
       const url = new URL(req.url);
-      const segments = pathSegments(url.pathname, prefix);
+      const pathname = rawPathname(req.url);
+      const segments = pathSegments(pathname, prefix);
       if (req.method === "GET" && "/" + segments.join("/") === HEALTH_PATH) {
         return json(200, JSON.stringify({ status: "ok", version: SERVICE_VERSION }));
       }
@@ -164,7 +191,7 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
         return errorResponse(401, "a valid x-api-key header is required (METAFLOW_SERVICE_AUTH_KEY)");
       }
       const match = matchRoute(req.method, segments);
-      if (match.kind === "not_found") return errorResponse(404, `no such route: ${req.method} ${url.pathname}`);
+      if (match.kind === "not_found") return errorResponse(404, `no such route: ${req.method} ${pathname}`);
       if (match.kind === "method_not_allowed") {
         return errorResponse(405, `${req.method} is not allowed here`, { allow: match.allowed.join(", ") });
       }
@@ -173,7 +200,10 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
       if (route.static) return json(200, JSON.stringify(SERVICE_VERSION));
       for (const name of route.query ?? []) {
         const v = url.searchParams.get(name);
-        if (v !== null) params[name] = v;
+        if (v === null) continue;
+        const bad = badText(v);
+        if (bad) throw new HttpError(400, `query parameter ${name} may not contain ${bad}`);
+        params[name] = v;
       }
       const body = req.method === "GET" ? null : await readBody(req, maxBody);
       const res = await config.call(scope, route.op, params, body);
@@ -181,6 +211,10 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
     } catch (err) {
       if (err instanceof HttpError) return errorResponse(err.status, err.message);
       const code = (err as { code?: string })?.code ?? "unknown";
+      if (code.startsWith("22")) {
+        // a data exception raised before our SQL ran (e.g. casting a parameter): the input's fault
+        return errorResponse(400, `the request holds a value the database cannot store (${code})`);
+      }
       if (isUnavailable(err)) {
         log(`op=${op} database unavailable (${code})`);
         return errorResponse(503, "the metadata database is unavailable; retry shortly", { "retry-after": "2" });
