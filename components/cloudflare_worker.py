@@ -1,8 +1,9 @@
 """The router as a Cloudflare Worker (`pulumi-cloudflare`), child resources of `MetadataCompute`.
 
-The bundle is built on the deploying machine by `deno bundle` (a `pulumi-command` local
-command; Deno ships as the `deno` pip package, no Docker) from the Worker entry
-`functions/metadata-router/worker.ts`, which wraps the web-standard handler of `handler.ts`.
+The bundle is built on the deploying machine by `python -m mfs worker-bundle` (a
+`pulumi-command` local command running esbuild from npm, no Docker) from the Worker entry
+`functions/metadata-router/worker/worker.ts`, which wraps the web-standard handler of
+`handler.ts`; the tests run the same bundle under workerd.
 The database URL and API key are `secret_text` bindings; the script is enabled on the
 account's workers.dev subdomain.
 """
@@ -11,10 +12,9 @@ from __future__ import annotations
 
 import pulumi
 
-from .providers._util import REPO_ROOT
+from mfs.worker import COMPATIBILITY_DATE  # the date the tests run workerd with
 
-ENTRY = "functions/metadata-router/worker.ts"
-COMPATIBILITY_DATE = "2025-01-01"
+from .providers._util import REPO_ROOT
 
 
 def worker(name, s, database_url, api_key, quota_scope, parent) -> pulumi.Output:
@@ -25,7 +25,7 @@ def worker(name, s, database_url, api_key, quota_scope, parent) -> pulumi.Output
     source_hash = _source_hash()
     bundle = local.Command(
         f"{name}-bundle",
-        create=f"deno bundle --quiet --platform=browser --format=esm {ENTRY}",
+        create="python -m mfs worker-bundle",
         dir=str(REPO_ROOT), triggers=[source_hash], logging="stderr", opts=child)
     script_name = f"{s.project_name}-router"
     script = cloudflare.WorkersScript(

@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from . import SQL_DIR
@@ -107,6 +108,17 @@ def cmd_local(args) -> None:
         pg.stop()
 
 
+def cmd_worker_bundle(args) -> None:
+    """Builds the Cloudflare Worker bundle; prints it to stdout unless --output is given."""
+    from .worker import bundle
+
+    if args.output:
+        print(bundle(Path(args.output)))
+        return
+    with tempfile.TemporaryDirectory() as d:
+        sys.stdout.write(bundle(Path(d) / "worker.js").read_text())
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m mfs", description="metaflow-serverless metadata service")
     sub = p.add_subparsers(dest="command", required=True)
@@ -132,6 +144,9 @@ def main(argv=None) -> None:
     s.add_argument("--data-dir", default="~/.metaflow-serverless/local")
     s.add_argument("--postgres", choices=["pgserver", "debian"], default="pgserver")
     s.set_defaults(fn=cmd_local)
+    s = sub.add_parser("worker-bundle", help="build the router's Cloudflare Worker bundle (needs npm)")
+    s.add_argument("--output", "-o", help="file to write (default: print the bundle)")
+    s.set_defaults(fn=cmd_worker_bundle)
     args = p.parse_args(argv)
     args.fn(args)
 

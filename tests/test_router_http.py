@@ -221,6 +221,7 @@ def test_usage_route_counts_this_month(api):
     ("/usage/%2e", "'.'"),            # a URL parser would silently resolve these to /usage
     ("/flows/F/runs/%2E%2e/steps", "'..'"),
     ("/flows/F/./runs", "'.'"),
+    ("/usage/", "empty"),             # no trailing-slash aliases (the official service has none)
 ])
 def test_malformed_and_dot_segment_paths_are_400(router, path, says):
     import http.client

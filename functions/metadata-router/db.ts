@@ -1,9 +1,9 @@
-// The database side of the router: a postgres.js pool issuing the single statement per
-// request. Parameters are sent as text and cast in SQL: postgres.js would JSON-encode a
-// string bound to a jsonb parameter a second time. Kept apart from handler.ts so the handler stays driver- and runtime-neutral.
+// The router's database pool on Deno (main.ts, Supabase Edge Functions, Cloud Run).
+// Kept apart from handler.ts so the handler stays driver- and runtime-neutral.
 
 import postgres from "npm:postgres@3.4.9";
 import type { CallDatabase } from "./handler.ts";
+import { callWith, CONNECTION } from "./call.ts";
 
 export interface DbOptions {
   url: string;
@@ -13,17 +13,10 @@ export interface DbOptions {
 
 export function connect(opts: DbOptions): { call: CallDatabase; close: () => Promise<void> } {
   const sql = postgres(opts.url, {
+    ...CONNECTION,
     max: opts.maxConnections ?? 10,
     prepare: opts.prepare ?? true,
     idle_timeout: 30,
-    connect_timeout: 5,
-    connection: { application_name: "metaflow-serverless-router", statement_timeout: 15000 },
-    onnotice: () => {},
   });
-  const call: CallDatabase = async (scope, op, args, body) => {
-    const rows = await sql`select status, body, next_cursor
-                             from mfs_api.call(${scope}, ${op}, ${JSON.stringify(args)}::text::jsonb, ${body}::text::jsonb)`;
-    return rows[0] as { status: number; body: string; next_cursor: string | null };
-  };
-  return { call, close: () => sql.end({ timeout: 5 }) };
+  return { call: callWith(sql), close: () => sql.end({ timeout: 5 }) };
 }

@@ -54,7 +54,6 @@ function pathSegments(pathname: string, prefix: string): string[] {
   let path = pathname;
   if (prefix && (path === prefix || path.startsWith(prefix + "/"))) path = path.slice(prefix.length);
   const raw = path.split("/").slice(1);
-  if (raw.length && raw[raw.length - 1] === "") raw.pop(); // tolerate one trailing slash
   return raw.map((s) => {
     let seg: string;
     try {

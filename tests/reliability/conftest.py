@@ -1,0 +1,107 @@
+"""Fixtures and helpers of the reliability and security campaign (issue 5).
+
+The shared fixtures (pg15, migrated_db, router, ...) come from tests/conftest.py; this file
+adds dedicated PostgreSQL clusters for tests that stop the server or create cluster-wide
+roles, so that they never disturb the shared pg15."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from conftest import ROOT, Router, new_database, run_sync  # tests/conftest.py  # noqa: F401
+from mfs import migrations
+from mfs.local_postgres import DEBIAN_BIN, LocalPostgres
+
+ROUTER_DIR = ROOT / "functions" / "metadata-router"
+OPENAPI = ROUTER_DIR / "openapi.yaml"
+FLOWS = ROOT / "tests" / "flows"
+HERE = Path(__file__).resolve().parent
+FIGURES = Path("/tmp/reliability/figures.md")
+
+TABLES = ["flows_v3", "runs_v3", "steps_v3", "tasks_v3", "metadata_v3", "artifact_v3"]
+DIGEST_SQL = " union all ".join(
+    f"select '{t}', count(*), coalesce(md5(string_agg(x::text, '|' order by x::text)), '') from public.{t} x"
+    for t in TABLES)
+
+
+def q(dsn: str, sql: str, *args):
+    async def go():
+        con = await asyncpg.connect(dsn)
+        try:
+            return await con.fetch(sql, *args)
+        finally:
+            await con.close()
+    return run_sync(go())
+
+
+def digest(dsn: str) -> dict:
+    """{table: (rows, md5 of all rows)} of the six Metaflow tables."""
+    return {r[0]: (r[1], r[2]) for r in q(dsn, DIGEST_SQL)}
+
+
+def figure(line: str) -> None:
+    """Appends a measured figure to /tmp/reliability/figures.md (and prints it)."""
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    with FIGURES.open("a") as f:
+        f.write(f"- {line}\n")
+    print(line)
+
+
+def parse_routes(text: str | None = None) -> list[tuple[str, str]]:
+    """(METHOD, /openapi/{style}) of every entry of ROUTES in routes.ts, by regex."""
+    text = text if text is not None else (ROUTER_DIR / "routes.ts").read_text()
+    consts = {m.group(1): m.group(2)
+              for m in re.finditer(r'^const (\w+) = [`"]([^`"]*)[`"];', text, re.M)}
+
+    def expand(s: str) -> str:
+        for _ in range(5):
+            s = re.sub(r"\$\{(\w+)\}", lambda m: consts[m.group(1)], s)
+        return s
+
+    consts = {k: expand(v) for k, v in consts.items()}
+    body = text[text.index("export const ROUTES"):]
+    body = body[:body.index("];")]
+    out = []
+    for m in re.finditer(r'method:\s*"(\w+)",\s*pattern:\s*(?:([A-Z_]+)\b|[`"]([^`"]*)[`"])', body):
+        pattern = consts[m.group(2)] if m.group(2) else expand(m.group(3))
+        out.append((m.group(1), re.sub(r":(\w+)", r"{\1}", pattern)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def private_pg():
+    """A PostgreSQL cluster of the module's own (may be paused, gets its own roles)."""
+    with LocalPostgres(DEBIAN_BIN) as pg:
+        yield pg
+
+
+def fresh_db(pg: LocalPostgres) -> str:
+    return new_database(pg)
+
+
+def migrated(pg: LocalPostgres) -> str:
+    dsn = new_database(pg)
+    migrations.apply(dsn)
+    return dsn
+
+
+def run_flow_cmd(flow: str, *args: str) -> list[str]:
+    return [sys.executable, str(FLOWS / flow), "--no-pylint", *args]
+
+
+def client_json(env: dict, code: str, timeout: int = 300):
+    import json
+    import textwrap
+    script = "import json\nfrom metaflow import *\n" + textwrap.dedent(code)
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=timeout)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
