@@ -60,6 +60,16 @@ language sql stable as $$
     select row(200, mfs.run_json(mfs.find_run(mfs.arg(a, 'flow_id'), mfs.arg(a, 'run_number'))), null::text)::mfs.reply
 $$;
 
+-- Clients from Metaflow 2.2.12 on send heartbeats (they tag objects "metaflow_version:X.Y.Z"),
+-- so their runs and tasks start with a heartbeat, as in the official service.
+create or replace function mfs.heartbeat_capable(system_tags jsonb) returns boolean
+language sql immutable as $$
+    select coalesce(bool_or(array[coalesce(v[1], '0')::int, coalesce(v[2], '0')::int, coalesce(v[3], '0')::int]
+                            >= array[2, 2, 12]), false)
+      from jsonb_array_elements_text(coalesce(system_tags, '[]')) tag,
+           lateral regexp_match(tag, '^metaflow_version:([0-9]{1,6})(?:\.([0-9]{1,6}))?(?:\.([0-9]{1,6}))?') v
+$$;
+
 -- A run gets a service-assigned run_number; a body run_number (a string such as
 -- "argo-abc" or a --run-id) is stored as the client-chosen run_id.
 create or replace function mfs_api.run_create(a jsonb, b jsonb) returns mfs.reply
@@ -76,9 +86,10 @@ begin
     if chosen is not null and mfs.is_number(chosen) then
         perform mfs.fail(400, 'a client-chosen run_number may not be an integer: omit it to get one assigned');
     end if;
-    insert into public.runs_v3 (flow_id, run_id, user_name, ts_epoch, tags, system_tags)
+    insert into public.runs_v3 (flow_id, run_id, user_name, ts_epoch, tags, system_tags, last_heartbeat_ts)
     values (f.flow_id, chosen, mfs.text_field(body, 'user_name'), mfs.now_ms(),
-            mfs.tag_list(body -> 'tags', 'tags'), mfs.tag_list(body -> 'system_tags', 'system_tags'))
+            mfs.tag_list(body -> 'tags', 'tags'), mfs.tag_list(body -> 'system_tags', 'system_tags'),
+            case when mfs.heartbeat_capable(body -> 'system_tags') then mfs.now_s() end)
     returning * into r;
     return row(200, mfs.run_json(r), null::text);
 end
@@ -101,7 +112,8 @@ end
 $$;
 
 -- Tag mutation: the run row is locked, so concurrent edits apply one after the other and
--- none is lost. System tags cannot be removed (422, which the client does not retry).
+-- none is lost. System tags cannot be removed (422, which the client does not retry); adding
+-- one that is already a system tag is silently skipped, as the official service does.
 create or replace function mfs_api.run_tag_mutate(a jsonb, b jsonb) returns mfs.reply
 language plpgsql as $$
 declare
@@ -114,6 +126,8 @@ declare
 begin
     select * into r from public.runs_v3
      where flow_id = r.flow_id and run_number = r.run_number for update;
+    select coalesce(jsonb_agg(t), '[]') into to_add
+      from jsonb_array_elements_text(to_add) t where not coalesce(r.system_tags, '[]') ? t;
     select array_agg(t order by t) into protected
       from jsonb_array_elements_text(to_remove) t
      where coalesce(r.system_tags, '[]') ? t;

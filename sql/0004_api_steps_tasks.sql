@@ -94,12 +94,24 @@ begin
         perform mfs.fail(400, 'a client-chosen task_id may not be an integer: omit it to get one assigned');
     end if;
     insert into public.tasks_v3 (flow_id, run_number, run_id, step_name, task_name, user_name, ts_epoch,
-                                 tags, system_tags)
+                                 tags, system_tags, last_heartbeat_ts)
     values (s.flow_id, s.run_number, r.run_id, s.step_name, chosen, mfs.text_field(body, 'user_name'),
-            mfs.now_ms(), mfs.tag_list(body -> 'tags', 'tags'), mfs.tag_list(body -> 'system_tags', 'system_tags'))
+            mfs.now_ms(), mfs.tag_list(body -> 'tags', 'tags'), mfs.tag_list(body -> 'system_tags', 'system_tags'),
+            case when mfs.heartbeat_capable(body -> 'system_tags') then mfs.now_s() end)
     returning * into t;
+    if t.last_heartbeat_ts is not null then
+        perform mfs.beat_run(r);
+    end if;
     return row(200, mfs.task_json(t, r.tags, r.system_tags), null::text);
 end
+$$;
+
+-- A live task keeps its run alive too (run status is derived from the run's heartbeat).
+create or replace function mfs.beat_run(r public.runs_v3) returns void
+language sql as $$
+    update public.runs_v3 set last_heartbeat_ts = mfs.now_s()
+     where flow_id = r.flow_id and run_number = r.run_number
+       and last_heartbeat_ts is distinct from mfs.now_s()
 $$;
 
 create or replace function mfs_api.task_heartbeat(a jsonb, b jsonb) returns mfs.reply
@@ -109,13 +121,15 @@ declare
     t public.tasks_v3 := mfs.find_task(mfs.find_step(r, mfs.arg(a, 'step_name')), mfs.arg(a, 'task_id'));
 begin
     update public.tasks_v3 set last_heartbeat_ts = mfs.now_s() where task_id = t.task_id;
+    perform mfs.beat_run(r);
     return mfs.heartbeat_reply();
 end
 $$;
 
 -- Pathspecs "F/R/S/T" of the step's tasks having a metadata row metadata_field_name whose value
 -- matches the regular expression pattern (searched, not anchored: the client anchors it).
--- Without metadata_field_name: every task of the step.
+-- Either filter alone applies to any metadata row of the task; with neither (what the client
+-- sends for the pattern ".*"), every task of the step.
 create or replace function mfs_api.filtered_tasks(a jsonb, b jsonb) returns mfs.reply
 language plpgsql stable as $$
 declare
@@ -129,11 +143,11 @@ begin
         select jsonb_agg(prefix || coalesce(t.task_name, t.task_id::text) order by t.task_id)
           from public.tasks_v3 t
          where t.flow_id = s.flow_id and t.run_number = s.run_number and t.step_name = s.step_name
-           and (field is null or exists (
+           and ((field is null and pattern is null) or exists (
                 select 1 from public.metadata_v3 m
                  where m.flow_id = t.flow_id and m.run_number = t.run_number
                    and m.step_name = t.step_name and m.task_id = t.task_id
-                   and m.field_name = field
+                   and (field is null or m.field_name = field)
                    and (pattern is null or m.value ~ pattern)))), '[]'), null::text);
 end
 $$;

@@ -9,6 +9,20 @@ begin
 end
 $$;
 
+-- For batch POSTs the official service answers 400 with exactly this message when any part of
+-- the path is missing (its API tests assert it), where other routes answer 404.
+create or replace function mfs.batch_task(a jsonb, out r public.runs_v3, out t public.tasks_v3)
+language plpgsql stable as $$
+declare p record;
+begin
+    p := mfs.path_task(a);
+    r := p.r;
+    t := p.t;
+exception when sqlstate 'MF404' then
+    perform mfs.fail(400, 'need to register run_id and task_id first');
+end
+$$;
+
 create or replace function mfs.require_rows(b jsonb) returns jsonb
 language plpgsql immutable as $$
 begin
@@ -40,7 +54,7 @@ begin
     if bad is not null then
         perform mfs.fail(400, format('metadata row %s needs a field_name and a value', bad));
     end if;
-    p := mfs.path_task(a);
+    p := mfs.batch_task(a);
     with inserted as (
             insert into public.metadata_v3 (flow_id, run_number, run_id, step_name, task_id, task_name,
                                             field_name, value, type, user_name, ts_epoch, tags, system_tags)
@@ -53,8 +67,9 @@ begin
                    mfs.tag_list(e -> 'tags', 'tags'), mfs.tag_list(e -> 'system_tags', 'system_tags')
               from jsonb_array_elements(rows) with ordinality x(e, n)
              order by n
-            returning *)
-    select coalesce(jsonb_agg(mfs.metadata_json(i) order by i.id), '[]') into out_body from inserted i;
+            returning 1)
+    -- the official reply: a count (the client reads nothing back; rows would cost egress)
+    select jsonb_build_object('metadata_created', count(*)) into out_body from inserted;
     return row(200, out_body, null::text);
 end
 $$;
@@ -108,7 +123,7 @@ begin
     if bad is not null then
         perform mfs.fail(400, format('artifact row %s needs name, location, ds_type and a whole-number attempt_id', bad));
     end if;
-    p := mfs.path_task(a);
+    p := mfs.batch_task(a);
     with inserted as (
             insert into public.artifact_v3 (flow_id, run_number, run_id, step_name, task_id, task_name, name,
                                             location, ds_type, sha, type, content_type, user_name, attempt_id,
@@ -121,8 +136,9 @@ begin
               from jsonb_array_elements(rows) e
             -- a retried POST of the same artifact (same task, attempt and name) stores it once
             on conflict do nothing
-            returning *)
-    select coalesce(jsonb_agg(mfs.artifact_json(i, (p.r).tags, (p.r).system_tags) order by i.name), '[]') into out_body from inserted i;
+            returning 1)
+    -- the official reply: how many were new (a repeated artifact counts 0)
+    select jsonb_build_object('artifacts_created', count(*)) into out_body from inserted;
     return row(200, out_body, null::text);
 end
 $$;
@@ -211,7 +227,8 @@ begin
 end
 $$;
 
--- Run- and step-level artifact lists (every attempt), as the official service offers them.
+-- Run- and step-level artifact lists: per task, the artifacts of its highest attempt that
+-- stored any (the official service's rule for these lists).
 create or replace function mfs_api.run_artifacts_list(a jsonb, b jsonb) returns mfs.reply
 language plpgsql stable as $$
 declare
@@ -222,10 +239,12 @@ begin
         perform mfs.find_step(r, only_step);
     end if;
     return row(200, coalesce((
-        select jsonb_agg(mfs.artifact_json(x, r.tags, r.system_tags)
-                         order by x.step_name, x.task_id, x.attempt_id, x.name)
-          from public.artifact_v3 x
-         where x.flow_id = r.flow_id and x.run_number = r.run_number
-           and (only_step is null or x.step_name = only_step)), '[]'), null::text);
+        select jsonb_agg(mfs.artifact_json(v.x, r.tags, r.system_tags)
+                         order by (v.x).step_name, (v.x).task_id, (v.x).name)
+          from (select x, max(x.attempt_id) over (partition by x.step_name, x.task_id) latest
+                  from public.artifact_v3 x
+                 where x.flow_id = r.flow_id and x.run_number = r.run_number
+                   and (only_step is null or x.step_name = only_step)) v
+         where (v.x).attempt_id = v.latest), '[]'), null::text);
 end
 $$;

@@ -1,36 +1,15 @@
 """Shared fixtures: real PostgreSQL servers (Debian 15 and pgserver's 16), freshly migrated
-databases, the real Deno router over HTTP, and the environment for real Metaflow runs."""
+databases, the real Deno router over HTTP. Helpers are in testkit.py."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import os
 import secrets
-import subprocess
-import sys
-from pathlib import Path
 
-import asyncpg
 import pytest
-import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
+from testkit import Router, new_database  # importing testkit also puts the repo on sys.path
 from mfs import migrations  # noqa: E402
-from mfs.local_postgres import DEBIAN_BIN, LocalPostgres, free_port, pgserver_bin  # noqa: E402
-from mfs.router import start_router  # noqa: E402
-
-_db_counter = itertools.count()
-
-
-def run_sync(coro):
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
+from mfs.local_postgres import DEBIAN_BIN, LocalPostgres, pgserver_bin  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -51,20 +30,6 @@ def any_pg(request):
     return request.getfixturevalue(request.param)
 
 
-def new_database(pg: LocalPostgres) -> str:
-    name = f"t{os.getpid()}_{next(_db_counter)}"
-
-    async def create():
-        con = await asyncpg.connect(pg.dsn)
-        try:
-            await con.execute(f'create database "{name}"')
-        finally:
-            await con.close()
-
-    run_sync(create())
-    return pg.dsn.rsplit("/", 1)[0] + "/" + name
-
-
 @pytest.fixture
 def empty_db(pg15) -> str:
     return new_database(pg15)
@@ -75,54 +40,6 @@ def migrated_db(pg15) -> str:
     dsn = new_database(pg15)
     migrations.apply(dsn)
     return dsn
-
-
-class Router:
-    """A running router process for a database; `url`, `key`, `restart()`, `stop()`."""
-
-    def __init__(self, dsn: str, key: str, prefix: str = "", scope: str = "default"):
-        self.dsn, self.key, self.prefix, self.scope = dsn, key, prefix, scope
-        self.port = free_port()
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"router-{self.port}.log"
-        self.proc = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.prefix}"
-
-    def start(self) -> None:
-        self._log = open(self.log_path, "ab")
-        self.proc = start_router(self.dsn, self.key, self.port, quota_scope=self.scope,
-                                 path_prefix=self.prefix, stdout=self._log, stderr=self._log)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self._log.close()
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-        self._log.close()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def session(self, key: str | None = "__default__") -> requests.Session:
-        s = requests.Session()
-        k = self.key if key == "__default__" else key
-        if k is not None:
-            s.headers["x-api-key"] = k
-        return s
 
 
 @pytest.fixture
@@ -138,24 +55,3 @@ def api(router):
     s = router.session()
     s.base = router.url
     return s
-
-
-def metaflow_env(router: Router, tmp_path: Path) -> dict:
-    """Environment for a real Metaflow run against the router (local datastore)."""
-    env = dict(os.environ)
-    for k in list(env):
-        if k.startswith("METAFLOW_"):
-            del env[k]
-    home = tmp_path / "mfhome"
-    home.mkdir(exist_ok=True)
-    env.update(
-        METAFLOW_HOME=str(home),
-        METAFLOW_DEFAULT_METADATA="service",
-        METAFLOW_SERVICE_URL=router.url,
-        METAFLOW_SERVICE_AUTH_KEY=router.key,
-        METAFLOW_DEFAULT_DATASTORE="local",
-        METAFLOW_DATASTORE_SYSROOT_LOCAL=str(tmp_path / "datastore"),
-        USERNAME="tester",
-        PYTHONUNBUFFERED="1",
-    )
-    return env

@@ -11,7 +11,7 @@ import time
 import asyncpg
 import pytest
 
-from conftest import ROOT, metaflow_env, run_sync
+from testkit import ROOT, metaflow_env, run_sync
 
 FLOWS = ROOT / "tests" / "flows"
 

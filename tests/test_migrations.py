@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, new_database, run_sync
+from testkit import ROOT, new_database, run_sync
 from mfs import migrations
 
 # Copies of ../shared/reference/official-schema.txt and ../shared/tools/schema_facts.py, so the

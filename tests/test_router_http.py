@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 import requests
 
-from conftest import Router, run_sync
+from testkit import Router, run_sync
 
 
 def q(dsn, sql, *args):
@@ -38,7 +38,7 @@ def test_ping_answers_with_the_version_header(api):
 
 def test_health_probe_needs_no_key_but_everything_else_does(router, migrated_db):
     anon = requests.Session()
-    assert anon.get(f"{router.url}/healthcheck").json()["status"] == "ok"
+    assert anon.get(f"{router.url}/healthcheck").json()["status"] == "UP"
     for method, path in [("GET", "/ping"), ("GET", "/flows"), ("POST", "/flows/X"), ("GET", "/usage"),
                          ("PATCH", "/flows/X/runs/1/tag/mutate"), ("GET", "/nonexistent")]:
         for key in (None, "wrong-key", router.key + "x"):
@@ -221,7 +221,8 @@ def test_usage_route_counts_this_month(api):
     ("/usage/%2e", "'.'"),            # a URL parser would silently resolve these to /usage
     ("/flows/F/runs/%2E%2e/steps", "'..'"),
     ("/flows/F/./runs", "'.'"),
-    ("/usage/", "empty"),             # no trailing-slash aliases (the official service has none)
+    ("/usage/", "empty"),
+    ("/flows/..%2f..", "'/'"),         # an id with a '/' would break pathspecs             # no trailing-slash aliases (the official service has none)
 ])
 def test_malformed_and_dot_segment_paths_are_400(router, path, says):
     import http.client

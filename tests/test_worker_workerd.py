@@ -6,7 +6,7 @@ import secrets
 import pytest
 import requests
 
-from conftest import metaflow_env
+from testkit import metaflow_env
 from mfs.local_postgres import free_port
 from mfs.worker import WorkerdRouter
 from test_metaflow_e2e import client, q, run_flow

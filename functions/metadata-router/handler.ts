@@ -64,6 +64,8 @@ function pathSegments(pathname: string, prefix: string): string[] {
     if (seg === "" || seg === "." || seg === "..") {
       throw new HttpError(400, "path segments may not be empty, '.' or '..'");
     }
+    // ids become parts of Metaflow pathspecs ("flow/run/step/task"), where a '/' cannot be told apart
+    if (seg.includes("/")) throw new HttpError(400, "path segments may not contain '/' (not even as %2F)");
     const bad = badText(seg);
     if (bad) throw new HttpError(400, `path segments may not contain ${bad}`);
     return seg;
@@ -184,7 +186,7 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
       const pathname = rawPathname(req.url);
       const segments = pathSegments(pathname, prefix);
       if (req.method === "GET" && "/" + segments.join("/") === HEALTH_PATH) {
-        return json(200, JSON.stringify({ status: "ok", version: SERVICE_VERSION }));
+        return json(200, JSON.stringify({ status: "UP", version: SERVICE_VERSION }));
       }
       if (!(await keyMatches(req.headers.get("x-api-key"), config.apiKey))) {
         return errorResponse(401, "a valid x-api-key header is required (METAFLOW_SERVICE_AUTH_KEY)");

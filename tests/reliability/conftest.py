@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from conftest import ROOT, Router, new_database, run_sync  # tests/conftest.py  # noqa: F401
+from testkit import ROOT, Router, new_database, run_sync  # tests/conftest.py  # noqa: F401
 from mfs import migrations
 from mfs.local_postgres import DEBIAN_BIN, LocalPostgres
 
