@@ -44,6 +44,18 @@ def start_router(database_url: str, api_key: str, port: int, quota_scope: str = 
     return proc
 
 
+def stop_process(proc: Optional[subprocess.Popen], grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace)
+
+
 def wait_healthy(base_url: str, proc: Optional[subprocess.Popen] = None, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import ROUTER_DIR
-from .router import wait_healthy
+from .router import stop_process, wait_healthy
 
 WORKER_DIR = ROUTER_DIR / "worker"
 BIN = WORKER_DIR / "node_modules" / ".bin"
@@ -93,10 +93,5 @@ class WorkerdRouter:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -8,10 +8,9 @@ import sys
 import textwrap
 import time
 
-import asyncpg
 import pytest
 
-from testkit import ROOT, metaflow_env, run_sync
+from testkit import ROOT, metaflow_env, q
 
 FLOWS = ROOT / "tests" / "flows"
 
@@ -30,16 +29,6 @@ def client(env, code):
     res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def q(dsn, sql, *args):
-    async def go():
-        con = await asyncpg.connect(dsn)
-        try:
-            return await con.fetch(sql, *args)
-        finally:
-            await con.close()
-    return run_sync(go())
 
 
 @pytest.fixture

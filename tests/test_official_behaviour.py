@@ -34,7 +34,7 @@ def test_batch_posts_under_missing_parents_are_400_need_to_register(api):
 def test_lists_under_missing_parents_are_empty_and_single_gets_404(api):
     r, t = make_task(api)
     u = api.base
-    for path in ("/flows/NoFlow/runs", f"/flows/F/runs/999999/steps", f"/flows/F/runs/{r}/steps/nope/tasks",
+    for path in ("/flows/NoFlow/runs", "/flows/F/runs/999999/steps", f"/flows/F/runs/{r}/steps/nope/tasks",
                  f"/flows/F/runs/{r}/steps/start/tasks/999999/metadata",
                  f"/flows/F/runs/{r}/steps/start/tasks/999999/artifacts", "/flows/F/runs/999999/artifacts",
                  f"/flows/F/runs/{r}/steps/nope/filtered_tasks"):

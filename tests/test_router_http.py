@@ -3,21 +3,10 @@
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-import asyncpg
 import pytest
 import requests
 
-from testkit import Router, run_sync
-
-
-def q(dsn, sql, *args):
-    async def go():
-        con = await asyncpg.connect(dsn)
-        try:
-            return await con.fetch(sql, *args)
-        finally:
-            await con.close()
-    return run_sync(go())
+from testkit import Router, q
 
 
 def make_task(api, flow="F", run_body=None):

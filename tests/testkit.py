@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from mfs.local_postgres import LocalPostgres, free_port  # noqa: E402
-from mfs.router import start_router  # noqa: E402
+from mfs.router import start_router, stop_process  # noqa: E402
 
 _db_counter = itertools.count()
 
@@ -30,6 +29,17 @@ def run_sync(coro):
         return loop.run_until_complete(coro)
     finally:
         loop.close()
+
+
+def q(dsn: str, sql: str, *args):
+    """Runs one query on a database and returns its rows."""
+    async def go():
+        con = await asyncpg.connect(dsn)
+        try:
+            return await con.fetch(sql, *args)
+        finally:
+            await con.close()
+    return run_sync(go())
 
 
 def new_database(pg: LocalPostgres) -> str:
@@ -66,12 +76,7 @@ class Router:
                                  path_prefix=self.prefix, stdout=self._log, stderr=self._log)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
         self._log.close()
 
     def kill(self) -> None:

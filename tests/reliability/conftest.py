@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from testkit import ROOT, Router, new_database, run_sync  # tests/conftest.py  # noqa: F401
+from testkit import ROOT, Router, new_database, q, run_sync  # noqa: F401  (re-exported to the campaign tests)
 from mfs import migrations
 from mfs.local_postgres import DEBIAN_BIN, LocalPostgres
 
@@ -30,16 +30,6 @@ TABLES = ["flows_v3", "runs_v3", "steps_v3", "tasks_v3", "metadata_v3", "artifac
 DIGEST_SQL = " union all ".join(
     f"select '{t}', count(*), coalesce(md5(string_agg(x::text, '|' order by x::text)), '') from public.{t} x"
     for t in TABLES)
-
-
-def q(dsn: str, sql: str, *args):
-    async def go():
-        con = await asyncpg.connect(dsn)
-        try:
-            return await con.fetch(sql, *args)
-        finally:
-            await con.close()
-    return run_sync(go())
 
 
 def digest(dsn: str) -> dict:
