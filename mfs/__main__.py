@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from . import SQL_DIR
+from .private_file import write_private
 
 
 def _dsn(args) -> str:
@@ -80,8 +81,7 @@ def cmd_local(args) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     key_file = data_dir / "api-key"
     if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(32))
-        key_file.chmod(0o600)
+        write_private(key_file, secrets.token_urlsafe(32), exclusive=True)
     key = key_file.read_text().strip()
     print(f"starting PostgreSQL ({bin_dir}) with data in {data_dir / 'pgdata'} ...", flush=True)
     pg = LocalPostgres(bin_dir, data_dir / "pgdata", port=args.db_port or free_port())

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .private_file import write_private
+
 DEBIAN_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -68,10 +70,9 @@ class LocalPostgres:
             os.chown(self.data_dir, self._as_user.pw_uid, self._as_user.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():
             pwfile = self.data_dir.parent / f".{self.data_dir.name}.pw"
-            pwfile.write_text(self.password)
+            write_private(pwfile, self.password)
             if self._as_user is not None:
                 os.chown(pwfile, self._as_user.pw_uid, self._as_user.pw_gid)
-            os.chmod(pwfile, 0o600)
             try:
                 self._run(str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
                           "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync")

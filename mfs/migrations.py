@@ -44,6 +44,11 @@ class MigrationError(RuntimeError):
     """A migration could not be applied, or the database disagrees with the checkout."""
 
 
+# A file's own BEGIN/COMMIT would end the runner's transaction and leave it half-applied.
+TRANSACTION_CONTROL = re.compile(r"^\s*(commit|rollback|begin\s*;|start\s+transaction|end\s+transaction)\b",
+                                 re.IGNORECASE | re.MULTILINE)
+
+
 @dataclass(frozen=True)
 class Migration:
     name: str
@@ -65,6 +70,13 @@ def local_migrations(sql_dir: Path = DEFAULT_SQL_DIR) -> list[Migration]:
                 f"{path.name}: migration files must be named NNNN_lowercase_name.sql"
             )
         data = path.read_bytes()
+        control = TRANSACTION_CONTROL.search(data.decode("utf-8"))
+        if control:
+            line = data.decode("utf-8").count("\n", 0, control.start()) + 1
+            raise MigrationError(
+                f"{path.name}: line {line} controls the transaction ({control.group(1).split()[0].upper()}); "
+                "the runner applies each file in a transaction of its own, so remove it"
+            )
         found.append(Migration(path.name, hashlib.sha256(data).hexdigest(), data.decode("utf-8")))
     numbers = [m.name[:4] for m in found]
     duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
@@ -138,10 +150,20 @@ async def apply_migrations(
                         f"migration {m.name} failed and was rolled back (the database stays at "
                         f"the previous version): {e.__class__.__name__}: {e}"
                     ) from e
+                except (asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as e:
+                    raise MigrationError(
+                        f"migration {m.name} was interrupted: the connection to the database was lost "
+                        f"({e.__class__.__name__}: {e}). The server rolls back an unfinished transaction, "
+                        "so the database stays at the previous version; run the migrations again"
+                    ) from e
                 say(f"[{i}/{len(todo)}] applied {m.name} in {time.monotonic() - started:.2f}s")
             return [m.name for m in todo]
         finally:
-            await con.execute("select pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
+            if not con.is_closed():  # a lost connection has released its lock already
+                try:
+                    await con.execute("select pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
+                except (asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
+                    pass
     finally:
         await con.close()
 

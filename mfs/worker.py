@@ -7,7 +7,6 @@ stack uploads, and what the tests and the cold-start benchmark run under workerd
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import ROUTER_DIR
+from .private_file import write_private
 from .router import stop_process, wait_healthy
 
 WORKER_DIR = ROUTER_DIR / "worker"
@@ -77,11 +77,9 @@ class WorkerdRouter:
         self.dir = Path(tempfile.mkdtemp(prefix="mfs-workerd-"))
         bundle(self.dir / "worker.js")
         config = self.dir / "config.capnp"
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(workerd_config(self.dir / "worker.js", port, {
-                "DATABASE_URL": database_url, "METADATA_API_KEY": api_key,
-                "QUOTA_SCOPE": quota_scope, "PATH_PREFIX": path_prefix}))
+        write_private(config, workerd_config(self.dir / "worker.js", port, {
+            "DATABASE_URL": database_url, "METADATA_API_KEY": api_key,
+            "QUOTA_SCOPE": quota_scope, "PATH_PREFIX": path_prefix}))
         self.command = [str(BIN / "workerd"), "serve", str(config)]
         self.url, self.key, self.port = f"http://127.0.0.1:{port}{path_prefix}", api_key, port
         self.stdout, self.stderr = stdout, stderr

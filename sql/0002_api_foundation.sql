@@ -209,6 +209,10 @@ begin
     if v is null or v = '' then
         perform mfs.fail(400, key || ' is missing');
     end if;
+    -- every id column is varchar(255): a longer id can never name anything
+    if length(v) > 255 then
+        perform mfs.fail(400, key || ' is longer than 255 characters');
+    end if;
     return v;
 end
 $$;

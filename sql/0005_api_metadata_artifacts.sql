@@ -233,7 +233,7 @@ create or replace function mfs_api.run_artifacts_list(a jsonb, b jsonb) returns 
 language plpgsql stable as $$
 declare
     r public.runs_v3 := mfs.find_run(mfs.arg(a, 'flow_id'), mfs.arg(a, 'run_number'));
-    only_step text := a ->> 'step_name';
+    only_step text := case when a ? 'step_name' then mfs.arg(a, 'step_name') end;
 begin
     if only_step is not null then
         perform mfs.find_step(r, only_step);

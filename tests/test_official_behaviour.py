@@ -44,6 +44,8 @@ def test_lists_under_missing_parents_are_empty_and_single_gets_404(api):
                  f"/flows/F/runs/{r}/steps/start/tasks/999999", f"/flows/F/runs/{r}/steps/start/tasks/{t}/artifacts/nope"):
         assert api.get(u + path).status_code == 404, path
     # a bad id is still a 400 before anything is looked up
+    assert api.get(f"{u}/flows/{'a' * 256}/runs").status_code == 400
+    assert api.get(f"{u}/flows/F/runs/{r}/steps/{'a' * 256}/artifacts").status_code == 400
     assert api.get(f"{u}/flows/F/runs/{r}/steps/start/tasks/{t}/attempt/x/artifacts").status_code == 400
 
 

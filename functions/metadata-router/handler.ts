@@ -19,6 +19,8 @@ export interface RouterConfig {
   quotaScope?: string;
   pathPrefix?: string; // e.g. "/functions/v1/metadata-router" or "/metadata-router"
   maxBodyBytes?: number;
+  /** A frozen server or a lost network answers nothing: give up (503) after this long. */
+  callTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -163,6 +165,17 @@ async function readBody(req: Request, maxBytes: number): Promise<string | null> 
   return text;
 }
 
+/** The call, or a rejection with code DEADLINE (no SQLSTATE: answered 503) after ms milliseconds. */
+function withDeadline<T>(call: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(Object.assign(new Error(`no answer from the database within ${ms} ms`), { code: "DEADLINE" }));
+    }, ms);
+  });
+  return Promise.race([call, deadline]).finally(() => clearTimeout(timer));
+}
+
 /** Errors that mean "the database is not reachable right now": the client retries 503. */
 export function isUnavailable(err: unknown): boolean {
   const e = err as { code?: string; name?: string } | null;
@@ -176,6 +189,8 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
   const scope = config.quotaScope || "default";
   const prefix = (config.pathPrefix ?? "").replace(/\/+$/, "");
   const maxBody = config.maxBodyBytes ?? 4 * 1024 * 1024;
+  // just above the server's statement_timeout (15 s, db.ts), which normally answers first
+  const callTimeout = config.callTimeoutMs ?? 16_000;
   const log = config.log ?? (() => {});
   if (!config.apiKey) throw new Error("an API key is required (METADATA_API_KEY)");
 
@@ -207,7 +222,7 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
         params[name] = v;
       }
       const body = req.method === "GET" ? null : await readBody(req, maxBody);
-      const res = await config.call(scope, route.op, params, body);
+      const res = await withDeadline(config.call(scope, route.op, params, body), callTimeout);
       return json(res.status, res.body, res.next_cursor ? { "X-Next-Cursor": res.next_cursor } : {});
     } catch (err) {
       if (err instanceof HttpError) return errorResponse(err.status, err.message);

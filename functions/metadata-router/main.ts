@@ -1,6 +1,7 @@
 // Deno entry point (also what Supabase Edge Functions run): settings from the environment.
 //   DATABASE_URL (or SUPABASE_DB_URL), METADATA_API_KEY, PORT (8080), QUOTA_SCOPE (default),
-//   PATH_PREFIX (""), DB_MAX_CONNECTIONS (10), DB_PREPARE ("true"; "false" behind poolers).
+//   PATH_PREFIX (""), DB_MAX_CONNECTIONS (10), DB_PREPARE ("true"; "false" behind poolers),
+//   DB_CALL_TIMEOUT_MS (16000: no answer by then = 503).
 
 import { createHandler } from "./handler.ts";
 import { connect } from "./db.ts";
@@ -25,6 +26,7 @@ const handler = createHandler({
   call: db.call,
   quotaScope: setting("QUOTA_SCOPE", "default"),
   pathPrefix: Deno.env.get("PATH_PREFIX") ?? "",
+  callTimeoutMs: Number(setting("DB_CALL_TIMEOUT_MS", "16000")),
   log: (line) => console.error(`metadata-router: ${line}`),
 });
 
