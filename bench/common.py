@@ -12,7 +12,6 @@ import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import asyncpg  # noqa: E402
 
 from mfs import ROUTER_DIR, migrations  # noqa: E402
 from mfs.local_postgres import DEBIAN_BIN, LocalPostgres, free_port  # noqa: E402
@@ -67,17 +65,7 @@ def start_postgres(bin_dir: Path = DEBIAN_BIN) -> BenchPostgres:
 
 
 def new_database(pg: LocalPostgres, name: Optional[str] = None, migrate: bool = True) -> str:
-    name = name or f"bench_{secrets.token_hex(4)}"
-
-    async def create():
-        con = await asyncpg.connect(pg.dsn)
-        try:
-            await con.execute(f'create database "{name}"')
-        finally:
-            await con.close()
-
-    run_sync(create())
-    dsn = pg.dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = pg.create_database(name or f"bench_{secrets.token_hex(4)}")
     if migrate:
         migrations.apply(dsn)
     return dsn

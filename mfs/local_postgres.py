@@ -7,6 +7,7 @@ root the server runs as the `postgres` system user (Debian's package creates it)
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import shutil
@@ -16,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Optional
+
+import asyncpg
 
 from .private_file import write_private
 
@@ -57,6 +60,22 @@ class LocalPostgres:
     @property
     def dsn(self) -> str:
         return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
+
+    def create_database(self, name: str) -> str:
+        """Creates an empty database on this server and returns its URL."""
+        async def create():
+            con = await asyncpg.connect(self.dsn)
+            try:
+                await con.execute(f'create database "{name}"')
+            finally:
+                await con.close()
+
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(create())
+        finally:
+            loop.close()
+        return self.dsn.rsplit("/", 1)[0] + "/" + name
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         kwargs = {}

@@ -43,17 +43,7 @@ def q(dsn: str, sql: str, *args):
 
 
 def new_database(pg: LocalPostgres) -> str:
-    name = f"t{os.getpid()}_{next(_db_counter)}"
-
-    async def create():
-        con = await asyncpg.connect(pg.dsn)
-        try:
-            await con.execute(f'create database "{name}"')
-        finally:
-            await con.close()
-
-    run_sync(create())
-    return pg.dsn.rsplit("/", 1)[0] + "/" + name
+    return pg.create_database(f"t{os.getpid()}_{next(_db_counter)}")
 
 
 class Router:
