@@ -20,7 +20,7 @@ import time
 
 import common
 from common import ROOT, median, pct
-from mfs.local_postgres import free_port
+from mfs.processes import free_port
 from mfs.router import router_command
 from mfs.worker import BIN, WorkerdRouter
 

@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 
 from mfs import ROUTER_DIR, migrations  # noqa: E402
-from mfs.local_postgres import DEBIAN_BIN, LocalPostgres, free_port  # noqa: E402
+from mfs.local_postgres import DEBIAN_BIN, LocalPostgres  # noqa: E402
+from mfs.processes import free_port  # noqa: E402
 from mfs.router import start_router  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent

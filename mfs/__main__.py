@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
-import signal
 import sys
 import tempfile
 from pathlib import Path
 
 from . import SQL_DIR
-from .private_file import write_private
 
 
 def _dsn(args) -> str:
@@ -23,22 +20,16 @@ def _dsn(args) -> str:
 
 
 def cmd_migrate(args) -> None:
-    from .migrations import MigrationError, apply
+    from .migrations import apply
 
-    try:
-        applied = apply(_dsn(args), Path(args.sql_dir), progress=print)
-    except MigrationError as e:
-        sys.exit(f"error: {e}")
+    applied = apply(_dsn(args), Path(args.sql_dir), progress=print)
     print(f"{len(applied)} migration(s) applied")
 
 
 def cmd_pending(args) -> None:
-    from .migrations import MigrationError, pending
+    from .migrations import pending
 
-    try:
-        names = pending(_dsn(args), Path(args.sql_dir))
-    except MigrationError as e:
-        sys.exit(f"error: {e}")
+    names = pending(_dsn(args), Path(args.sql_dir))
     print("\n".join(names) if names else "no pending migrations")
 
 
@@ -71,41 +62,12 @@ def cmd_serve(args) -> None:
 
 
 def cmd_local(args) -> None:
-    """Embedded Postgres + migrations + router, with a Metaflow config printed to use it."""
-    from .local_postgres import DEBIAN_BIN, LocalPostgres, free_port, pgserver_bin
-    from .migrations import apply
-    from .router import start_router
+    """Embedded Postgres + migrations + router, and a Metaflow profile to use it."""
+    from .local_service import LocalOptions, run
 
-    bin_dir = pgserver_bin() if args.postgres == "pgserver" else DEBIAN_BIN
-    data_dir = Path(args.data_dir).expanduser()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key_file = data_dir / "api-key"
-    if not key_file.exists():
-        write_private(key_file, secrets.token_urlsafe(32), exclusive=True)
-    key = key_file.read_text().strip()
-    print(f"starting PostgreSQL ({bin_dir}) with data in {data_dir / 'pgdata'} ...", flush=True)
-    pg = LocalPostgres(bin_dir, data_dir / "pgdata", port=args.db_port or free_port())
-    pg.start()
-    try:
-        apply(pg.dsn, SQL_DIR, progress=lambda m: print("  " + m, flush=True))
-        print(f"starting the router on port {args.port} ...", flush=True)
-        proc = start_router(pg.dsn, key, args.port)
-        url = f"http://127.0.0.1:{args.port}"
-        print("\nready. To run a flow against it:\n")
-        print("  export METAFLOW_DEFAULT_METADATA=service")
-        print(f"  export METAFLOW_SERVICE_URL={url}")
-        print(f"  export METAFLOW_SERVICE_AUTH_KEY=$(cat {key_file})")
-        print("  python your_flow.py run\n\nCtrl-C stops both.", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
-            proc.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            proc.terminate()
-            proc.wait(10)
-    finally:
-        pg.stop()
+    run(LocalOptions(data_dir=Path(args.data_dir).expanduser(), port=args.port,
+                     db_port=args.db_port, postgres=args.postgres,
+                     profile=None if args.no_profile else args.profile))
 
 
 def cmd_worker_bundle(args) -> None:
@@ -119,36 +81,84 @@ def cmd_worker_bundle(args) -> None:
         sys.stdout.write(bundle(Path(d) / "worker.js").read_text())
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m mfs", description="metaflow-serverless metadata service")
-    sub = p.add_subparsers(dest="command", required=True)
+def _expected_errors() -> tuple:
+    """Failures a user can act on: shown as one line (MFS_DEBUG=1 shows the traceback)."""
+    import asyncpg
+
+    from .local_service import LocalServiceError
+    from .migrations import MigrationError
+    from .postgres_binaries import PostgresUnavailable
+
+    return (MigrationError, PostgresUnavailable, LocalServiceError, asyncpg.PostgresError,
+            OSError, RuntimeError, ValueError)
+
+
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" where there is one; options without a default say so in their help."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def parser() -> argparse.ArgumentParser:
+    fmt = _HelpWithDefaults
+    p = argparse.ArgumentParser(prog="python -m mfs", formatter_class=fmt,
+                                description="metaflow-serverless metadata service")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dsn_help = "Postgres URL (default: $DATABASE_URL, else $SUPABASE_DB_URL)"
     for name, fn, helptext in [("migrate", cmd_migrate, "apply pending SQL migrations"),
                                ("pending", cmd_pending, "list pending migrations, change nothing")]:
-        s = sub.add_parser(name, help=helptext)
-        s.add_argument("dsn", nargs="?", help="Postgres URL (default: $DATABASE_URL)")
-        s.add_argument("--sql-dir", default=str(SQL_DIR))
+        s = sub.add_parser(name, help=helptext, description=helptext, formatter_class=fmt)
+        s.add_argument("dsn", nargs="?", help=dsn_help)
+        s.add_argument("--sql-dir", default=str(SQL_DIR), help="folder of numbered .sql files")
         s.set_defaults(fn=fn)
-    s = sub.add_parser("serve", help="run the router for a database (needs METADATA_API_KEY)")
-    s.add_argument("dsn", nargs="?", help="Postgres URL (default: $DATABASE_URL or $SUPABASE_DB_URL)")
-    s.add_argument("--port", type=int, default=8080)
+    text = "run the router for a database (needs METADATA_API_KEY)"
+    s = sub.add_parser("serve", help=text, description=text, formatter_class=fmt)
+    s.add_argument("dsn", nargs="?", help=dsn_help)
+    s.add_argument("--port", type=int, default=8080, help="port to listen on (unless $PORT is set)")
     s.set_defaults(fn=cmd_serve)
-    s = sub.add_parser("quota", help="set the monthly limits of a quota scope (empty = unlimited)")
-    s.add_argument("dsn", nargs="?")
-    s.add_argument("--scope", default="default")
-    s.add_argument("--max-requests", type=int)
-    s.add_argument("--max-egress-bytes", type=int)
+    text = "set the monthly limits of a quota scope (a limit left out = unlimited)"
+    s = sub.add_parser("quota", help=text, description=text, formatter_class=fmt)
+    s.add_argument("dsn", nargs="?", help=dsn_help)
+    s.add_argument("--scope", default="default", help="quota scope (the router's QUOTA_SCOPE)")
+    s.add_argument("--max-requests", type=int, help="requests per calendar month (UTC; default: unlimited)")
+    s.add_argument("--max-egress-bytes", type=int, help="response bytes per calendar month (UTC; default: unlimited)")
     s.set_defaults(fn=cmd_quota)
-    s = sub.add_parser("local", help="embedded Postgres + migrations + router, for a quick try")
-    s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--db-port", type=int)
-    s.add_argument("--data-dir", default="~/.metaflow-serverless/local")
-    s.add_argument("--postgres", choices=["pgserver", "debian"], default="pgserver")
+    text = ("PostgreSQL + migrations + router on this machine, and a Metaflow profile "
+            "pointing at it; Ctrl-C (or closing the terminal) stops everything")
+    s = sub.add_parser("local", help="embedded Postgres + migrations + router, for a quick try",
+                       description=text, formatter_class=fmt)
+    s.add_argument("--port", type=int, default=8080, help="the router's port on 127.0.0.1")
+    s.add_argument("--db-port", type=int, help="PostgreSQL's port (default: a free one)")
+    s.add_argument("--data-dir", default="~/.metaflow-serverless/local",
+                   help="where the database, the API key and the instance lock live")
+    s.add_argument("--postgres", choices=["auto", "pgserver", "debian"], default="auto",
+                   help="PostgreSQL build: the pgserver wheel's 16, Debian's postgresql-15, or "
+                        "auto (pgserver if installed)")
+    s.add_argument("--profile", default="local",
+                   help="Metaflow profile to write while running (METAFLOW_PROFILE=<name>)")
+    s.add_argument("--no-profile", action="store_true", help="write no Metaflow profile")
     s.set_defaults(fn=cmd_local)
-    s = sub.add_parser("worker-bundle", help="build the router's Cloudflare Worker bundle (needs npm)")
+    text = "build the router's Cloudflare Worker bundle (needs npm)"
+    s = sub.add_parser("worker-bundle", help=text, description=text, formatter_class=fmt)
     s.add_argument("--output", "-o", help="file to write (default: print the bundle)")
     s.set_defaults(fn=cmd_worker_bundle)
-    args = p.parse_args(argv)
-    args.fn(args)
+    return p
+
+
+def main(argv=None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except _expected_errors() as e:
+        if os.environ.get("MFS_DEBUG"):
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        sys.exit(f"error: {first}")
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

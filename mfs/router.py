@@ -10,6 +10,7 @@ import urllib.request
 from typing import Optional
 
 from . import ROUTER_DIR
+from .processes import pid_alive, stop_process
 
 ENTRY = ROUTER_DIR / "main.ts"
 DENO_FLAGS = ["run", "--allow-net", "--allow-env", "--allow-read"]
@@ -40,27 +41,23 @@ def start_router(database_url: str, api_key: str, port: int, quota_scope: str = 
                QUOTA_SCOPE=quota_scope, PATH_PREFIX=path_prefix)
     env.update(extra_env or {})
     proc = subprocess.Popen(router_command(), env=env, stdout=stdout, stderr=stderr)
-    wait_healthy(f"http://127.0.0.1:{port}{path_prefix}", proc)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}{path_prefix}", proc)
+    except BaseException:
+        stop_process(proc)
+        raise
     return proc
 
 
-def stop_process(proc: Optional[subprocess.Popen], grace: float = 10) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(grace)
-
-
-def wait_healthy(base_url: str, proc: Optional[subprocess.Popen] = None, timeout: float = 90) -> None:
+def wait_healthy(base_url: str, proc: Optional[subprocess.Popen] = None, timeout: float = 90,
+                 pid: Optional[int] = None) -> None:
+    """Until GET /healthcheck answers 200; raises if the process (`proc` or `pid`) exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the router exited with code {proc.returncode} before it was ready")
+        if pid is not None and not pid_alive(pid):
+            raise RuntimeError(f"the router (pid {pid}) exited before it was ready; see its log")
         try:
             with urllib.request.urlopen(base_url + "/healthcheck", timeout=2) as r:
                 if r.status == 200:

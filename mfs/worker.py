@@ -15,7 +15,8 @@ from typing import Optional
 
 from . import ROUTER_DIR
 from .private_file import write_private
-from .router import stop_process, wait_healthy
+from .processes import stop_process
+from .router import wait_healthy
 
 WORKER_DIR = ROUTER_DIR / "worker"
 BIN = WORKER_DIR / "node_modules" / ".bin"
@@ -87,7 +88,11 @@ class WorkerdRouter:
 
     def start(self) -> "WorkerdRouter":
         self.proc = subprocess.Popen(self.command, stdout=self.stdout, stderr=self.stderr)
-        wait_healthy(self.url, self.proc)
+        try:
+            wait_healthy(self.url, self.proc)
+        except BaseException:
+            stop_process(self.proc)
+            raise
         return self
 
     def stop(self) -> None:

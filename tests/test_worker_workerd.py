@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from testkit import metaflow_env
-from mfs.local_postgres import free_port
+from mfs.processes import free_port
 from mfs.worker import WorkerdRouter
 from test_metaflow_e2e import client, q, run_flow
 

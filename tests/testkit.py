@@ -7,7 +7,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import queue
+import socket
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import asyncpg
@@ -17,8 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from mfs.local_postgres import LocalPostgres, free_port  # noqa: E402
-from mfs.router import start_router, stop_process  # noqa: E402
+from mfs.local_postgres import LocalPostgres  # noqa: E402
+from mfs.processes import free_port, stop_process  # noqa: E402
+from mfs.router import start_router  # noqa: E402
 
 _db_counter = itertools.count()
 
@@ -108,3 +114,33 @@ def metaflow_env(router: Router, tmp_path: Path) -> dict:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def read_until(proc: subprocess.Popen, needle: str, timeout: float) -> tuple[str, "queue.Queue"]:
+    """Reads the process's output (in a thread) until `needle`; the queue gets the rest."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in iter(proc.stdout.readline, "")] + [lines.put(None)],
+                     daemon=True).start()
+    out, deadline = "", time.monotonic() + timeout
+    while needle not in out:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {needle!r} within {timeout}s (rc={proc.poll()}):\n{out[-3000:]}"
+        try:
+            line = lines.get(timeout=min(left, 1))
+        except queue.Empty:
+            continue
+        assert line is not None, f"the process ended (rc={proc.wait()}) before {needle!r}:\n{out[-3000:]}"
+        out += line
+    return out, lines
+
+
+def drain(lines: "queue.Queue") -> str:
+    out = ""
+    while (line := lines.get(timeout=30)) is not None:
+        out += line
+    return out
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

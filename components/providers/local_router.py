@@ -9,34 +9,15 @@ route, and returns pid, port and URL. A changed input restarts the process (repl
 from __future__ import annotations
 
 import os
-import shutil
-import time
 from typing import Optional
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
 
-from ._util import REPO_ROOT, free_port, pid_alive, start_detached, stop_group, wait_port
+from mfs.processes import free_port, pid_alive, start_detached, stop_group, wait_port
+from mfs.router import router_command, wait_healthy
 
-ROUTER = REPO_ROOT / "functions" / "metadata-router" / "main.ts"
-HEALTH_PATHS = ("/healthcheck", "/healthz")
-
-
-def _wait_healthy(url: str, pid: int, timeout: float = 90) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            raise RuntimeError(f"router process {pid} exited; see its log")
-        for path in HEALTH_PATHS:
-            try:
-                if requests.get(url + path, timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-        time.sleep(0.3)
-    raise TimeoutError(f"router at {url} not healthy after {timeout:.0f}s")
+from ._util import REPO_ROOT
 
 
 class LocalRouterProvider(ResourceProvider):
@@ -46,20 +27,16 @@ class LocalRouterProvider(ResourceProvider):
         return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=True)
 
     def create(self, props):
-        deno = shutil.which("deno")
-        if not deno:
-            raise RuntimeError("no `deno` binary: pip install deno, or see https://deno.com")
         port = int(props.get("port") or 0) or free_port()
         env = {**os.environ, "DATABASE_URL": props["database_url"],
                "METADATA_API_KEY": props["api_key"], "QUOTA_SCOPE": props["quota_scope"],
                "PORT": str(port)}
         state = (REPO_ROOT / props["state_dir"]).resolve()
-        argv = [deno, "run", "--allow-net", "--allow-env", "--allow-read", str(ROUTER)]
-        pid = start_detached(argv, state / "router.log", env=env, cwd=str(REPO_ROOT))
+        pid = start_detached(router_command(), state / "router.log", env=env, cwd=str(REPO_ROOT))
         url = f"http://127.0.0.1:{port}"
         try:
             wait_port(port, 120, pid)
-            _wait_healthy(url, pid)
+            wait_healthy(url, timeout=90, pid=pid)
         except Exception:
             stop_group(pid)
             raise

@@ -17,7 +17,9 @@ from typing import Optional
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
 
-from ._util import REPO_ROOT, free_port, pid_alive, start_detached, stop_group, wait_port
+from mfs.processes import free_port, pid_alive, start_detached, stop_group, wait_port
+
+from ._util import REPO_ROOT
 
 
 def _weed() -> str:

@@ -211,6 +211,8 @@ def run_program(stack: str, config: dict | None = None, real: bool = False) -> R
 
     try:
         program()
-    finally:
-        run = Run(monitor.registrations, exported, mocks.created)
-    return run
+    except BaseException:
+        # resources really created before the failure must not outlive it
+        Run(monitor.registrations, exported, mocks.created).destroy()
+        raise
+    return Run(monitor.registrations, exported, mocks.created)

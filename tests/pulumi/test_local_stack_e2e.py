@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from components.providers._util import pid_alive
+from mfs.processes import pid_alive
 from harness import run_program
 
 FLOW = Path(__file__).parent / "flows" / "hello_flow.py"

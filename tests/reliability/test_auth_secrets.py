@@ -29,16 +29,13 @@ import http.client
 import os
 import re
 import secrets
-import queue
 import shutil
 import signal
-import socket
 import statistics
 import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -48,8 +45,10 @@ import pytest
 import requests
 
 from .conftest import ROOT, ROUTER_DIR, TABLES, Router, figure, new_database, parse_routes, q, run_sync
+from testkit import drain, port_open, read_until
 from mfs import migrations
-from mfs.local_postgres import DEBIAN_BIN, LocalPostgres, free_port
+from mfs.local_postgres import DEBIAN_BIN, LocalPostgres
+from mfs.processes import free_port
 from mfs.router import deno_binary
 
 HANDLER = ROUTER_DIR / "handler.ts"
@@ -316,56 +315,16 @@ def test_no_secret_in_log_or_error_bodies(secret_pg):
 
 # ----------------------------------------------------------------------------- python -m mfs local
 
-def traversable(path: Path) -> Path:
-    """Postgres runs as the `postgres` user when the tests run as root: let it reach `path`."""
-    if os.geteuid() == 0:
-        for p in [path, *path.parents]:
-            if str(p) in ("/", "/tmp"):
-                break
-            p.chmod(p.stat().st_mode | stat.S_IXOTH)
-    return path
-
-
-def read_until(proc: subprocess.Popen, needle: str, timeout: float) -> tuple[str, "queue.Queue"]:
-    """Reads the process's output (in a thread) until `needle`; the queue gets the rest."""
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(l) for l in iter(proc.stdout.readline, "")] + [lines.put(None)],
-                     daemon=True).start()
-    out, deadline = "", time.monotonic() + timeout
-    while needle not in out:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no {needle!r} within {timeout}s (rc={proc.poll()}):\n{out[-3000:]}"
-        try:
-            line = lines.get(timeout=min(left, 1))
-        except queue.Empty:
-            continue
-        assert line is not None, f"the process ended (rc={proc.wait()}) before {needle!r}:\n{out[-3000:]}"
-        out += line
-    return out, lines
-
-
-def drain(lines: "queue.Queue") -> str:
-    out = ""
-    while (line := lines.get(timeout=30)) is not None:
-        out += line
-    return out
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def test_mfs_local_key_file_is_0600_and_the_key_is_never_printed(tmp_path):
-    data_dir = traversable(tmp_path) / "local"
+    data_dir = tmp_path / "local"
     port, db_port = free_port(), free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", METAFLOW_HOME=str(tmp_path / "mfhome"))
     proc = subprocess.Popen([sys.executable, "-m", "mfs", "local", "--data-dir", str(data_dir), "--port", str(port),
                              "--db-port", str(db_port), "--postgres", "debian"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        out, lines = read_until(proc, "Ctrl-C stops both.", 180)
-        assert "ready." in out
+        out, lines = read_until(proc, "Ctrl-C stops", 180)
+        assert "ready in" in out
         key_file = data_dir / "api-key"
         st = key_file.stat()
         assert stat.S_IMODE(st.st_mode) == 0o600, oct(st.st_mode)
