@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import pulumi
+import yaml
+
+# the defaults are written once, in Pulumi.yaml (the CLI applies them too)
+DEFAULTS = {key: spec.get("default") for key, spec in yaml.safe_load(
+    (Path(__file__).resolve().parent.parent / "Pulumi.yaml").read_text())["config"].items()}
 
 # secret config key -> environment variable read when the key is unset
 SECRET_ENV = {
@@ -80,8 +86,8 @@ class Settings:
         return value
 
 
-def _choice(cfg: pulumi.Config, key: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = cfg.get(key) or default
+def _choice(cfg: pulumi.Config, key: str, allowed: tuple[str, ...]) -> str:
+    value = cfg.get(key) or DEFAULTS[key]
     if value not in allowed:
         raise pulumi.RunError(f"config {key}={value!r}: expected one of {', '.join(allowed)}")
     return value
@@ -89,36 +95,37 @@ def _choice(cfg: pulumi.Config, key: str, default: str, allowed: tuple[str, ...]
 
 def load() -> Settings:
     cfg = pulumi.Config()
-    s = lambda k, d="": cfg.get(k) or d  # noqa: E731
-    i = lambda k, d: int(cfg.get_int(k) if cfg.get(k) is not None else d)  # noqa: E731
-    write_default = _choice(cfg, "writeDefaultConfig", "if-missing", ("always", "if-missing", "never"))
+    s = lambda k: cfg.get(k) or DEFAULTS[k] or ""  # noqa: E731
+    i = lambda k: int(cfg.get_int(k) if cfg.get(k) is not None else DEFAULTS[k])  # noqa: E731
+    write_default = _choice(cfg, "writeDefaultConfig", ("always", "if-missing", "never"))
     return Settings(
         stack=pulumi.get_stack(),
-        database=_choice(cfg, "database", "local", DATABASES),
-        object_store=_choice(cfg, "objectStore", "local", OBJECT_STORES),
-        compute=_choice(cfg, "compute", "local", COMPUTES),
-        project_name=s("projectName", "metaflow-serverless"),
+        database=_choice(cfg, "database", DATABASES),
+        object_store=_choice(cfg, "objectStore", OBJECT_STORES),
+        compute=_choice(cfg, "compute", COMPUTES),
+        project_name=s("projectName"),
         region=s("region"),
         supabase_organization=s("supabaseOrganization"),
         supabase_instance_size=s("supabaseInstanceSize"),
-        cockroach_cloud_provider=s("cockroachCloudProvider", "AWS"),
-        cockroach_spend_limit=i("cockroachSpendLimit", 0),
-        bucket_name=s("bucketName", "metaflow-data"),
+        cockroach_cloud_provider=s("cockroachCloudProvider"),
+        cockroach_spend_limit=i("cockroachSpendLimit"),
+        bucket_name=s("bucketName"),
         s3_region=s("s3Region"),
-        b2_region=s("b2Region", "us-west-004"),
+        b2_region=s("b2Region"),
         cloudflare_account_id=s("cloudflareAccountId"),
         cloudflare_workers_subdomain=s("cloudflareWorkersSubdomain"),
         gcp_project=s("gcpProject"),
-        gcp_region=s("gcpRegion", "us-central1"),
-        router_image=s("routerImage", "docker.io/denoland/deno:2.1.4"),
-        quota_scope=s("quotaScope", "default"),
-        quota_max_requests=i("quotaMaxRequests", 400000),
-        quota_max_egress_bytes=i("quotaMaxEgressBytes", 4000000000),
-        drop_data_on_destroy=bool(cfg.get_bool("dropDataOnDestroy") or False),
+        gcp_region=s("gcpRegion"),
+        router_image=s("routerImage"),
+        quota_scope=s("quotaScope"),
+        quota_max_requests=i("quotaMaxRequests"),
+        quota_max_egress_bytes=i("quotaMaxEgressBytes"),
+        drop_data_on_destroy=bool(DEFAULTS["dropDataOnDestroy"] if cfg.get("dropDataOnDestroy") is None
+                                  else cfg.get_bool("dropDataOnDestroy")),
         write_default_config=write_default,
         metaflow_home=s("metaflowHome"),
-        local_state_dir=s("localStateDir", ".mfs-local"),
-        local_postgres_port=i("localPostgresPort", 0),
-        local_s3_port=i("localS3Port", 0),
-        local_router_port=i("localRouterPort", 0),
+        local_state_dir=s("localStateDir"),
+        local_postgres_port=i("localPostgresPort"),
+        local_s3_port=i("localS3Port"),
+        local_router_port=i("localRouterPort"),
     )
