@@ -12,6 +12,7 @@ against the original on every use. Nothing of the user's home changes mode.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -29,13 +30,13 @@ class PostgresUnavailable(RuntimeError):
 
 
 def pgserver_bin() -> Path:
-    try:
-        import pgserver  # imported lazily: only this build needs the wheel
-    except ImportError:
+    # located, not imported: importing pgserver sets up platform folders and warns about them
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
         raise PostgresUnavailable(
             "the pgserver wheel is not installed: pip install pgserver, or use --postgres debian "
-            "(apt-get install postgresql-15)") from None
-    return Path(pgserver.__file__).parent / "pginstall" / "bin"
+            "(apt-get install postgresql-15)")
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
 def find_bin_dir(build: str = "auto") -> Path:
