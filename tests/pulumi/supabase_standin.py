@@ -1,5 +1,5 @@
 """A local stand-in for the Supabase Management API that validates every request against the
-published OpenAPI document (shared/vendor) with openapi-core and answers with responses that
+published OpenAPI document (tests/pulumi/vendor, copied from shared/vendor) with openapi-core and answers with responses that
 are themselves validated against the same document."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import requests
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "supabase-management-api.openapi.json"
+SPEC = Path(__file__).resolve().parent / "vendor" / "supabase-management-api.openapi.json"
 REF = "qwertyuiopasdfghjklz"
 NOW = "2025-01-01T00:00:00Z"
 
