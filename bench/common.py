@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 
 from mfs import ROUTER_DIR, migrations  # noqa: E402
+from mfs.aio import run_sync  # noqa: E402,F401 (the benchmarks call common.run_sync)
 from mfs.local_postgres import DEBIAN_BIN, LocalPostgres  # noqa: E402
 from mfs.processes import free_port  # noqa: E402
 from mfs.router import start_router  # noqa: E402
@@ -35,10 +36,6 @@ CALL_SQL = ("select status, body, next_cursor "
 
 def log(*a) -> None:
     print(*a, file=sys.stderr, flush=True)
-
-
-def run_sync(coro):
-    return asyncio.new_event_loop().run_until_complete(coro)
 
 
 # ---------------------------------------------------------------- Postgres
@@ -263,7 +260,7 @@ class RecordingProxy:
             while True:
                 await asyncio.sleep(3600)
 
-        asyncio.new_event_loop().run_until_complete(main())
+        asyncio.run(main())
 
 
 def record_run(pg: LocalPostgres, width: int, workdir: Path) -> list[dict]:

@@ -9,7 +9,6 @@ A server left running on the folder (its owner died) is found through `postmaste
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import shutil
@@ -24,6 +23,7 @@ import asyncpg
 
 from .postgres_binaries import (DEBIAN_BIN, PostgresUnavailable, as_user_kwargs, can_reach,  # noqa: F401
                                 pgserver_bin, runnable_bin_dir, server_user, shared_dir)
+from .aio import run_sync
 from .private_file import write_private
 from .processes import command_name, free_port, pid_alive
 
@@ -72,11 +72,7 @@ class LocalPostgres:
             finally:
                 await con.close()
 
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(create())
-        finally:
-            loop.close()
+        run_sync(create())
         return self.dsn.rsplit("/", 1)[0] + "/" + name
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:

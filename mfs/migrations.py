@@ -21,6 +21,8 @@ from typing import Callable, Optional
 
 import asyncpg
 
+from .aio import run_sync
+
 from . import SQL_DIR
 
 DEFAULT_SQL_DIR = SQL_DIR
@@ -178,17 +180,11 @@ async def _connect(dsn: str) -> asyncpg.Connection:
 
 def apply(dsn: str, sql_dir: Path = DEFAULT_SQL_DIR, progress: Progress = None) -> list[str]:
     """Synchronous `apply_migrations`, on a private event loop (safe inside Pulumi providers)."""
-    return _run(apply_migrations(dsn, sql_dir, progress))
+    return run_sync(apply_migrations(dsn, sql_dir, progress))
 
 
 def pending(dsn: str, sql_dir: Path = DEFAULT_SQL_DIR) -> list[str]:
     """Synchronous `pending_migrations`."""
-    return _run(pending_migrations(dsn, sql_dir))
+    return run_sync(pending_migrations(dsn, sql_dir))
 
 
-def _run(coro):
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()

@@ -4,7 +4,6 @@ conftest too, and `from conftest import` would pick either.)"""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import queue
@@ -22,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from mfs.aio import run_sync  # noqa: E402,F401 (the tests import it from here)
 from mfs.local_postgres import LocalPostgres  # noqa: E402
 from mfs.processes import free_port, stop_process  # noqa: E402
 from mfs.router import start_router  # noqa: E402
@@ -29,12 +29,6 @@ from mfs.router import start_router  # noqa: E402
 _db_counter = itertools.count()
 
 
-def run_sync(coro):
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 def q(dsn: str, sql: str, *args):

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 from pathlib import Path
+
+from mfs.aio import run_sync
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def run_async(coro):
-    """Run a coroutine to completion from sync provider code, whatever loop the caller has."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+run_async = run_sync  # the providers' name for it
 
 
 def http_session(token: str | None = None, retries: int = 3):
