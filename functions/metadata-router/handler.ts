@@ -256,12 +256,26 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
       const { route, params } = match;
       op = route.op;
       if (route.static) return json(200, JSON.stringify(SERVICE_VERSION));
-      for (const name of route.query ?? []) {
-        const v = url.searchParams.get(name);
-        if (v === null) continue;
-        const bad = badText(v);
+      const accepted = route.query ?? [];
+      for (const name of accepted) {
+        const values = url.searchParams.getAll(name);
+        if (values.length === 0) continue;
+        if (values.length > 1) throw new HttpError(400, `query parameter ${name} is given more than once`);
+        const bad = badText(values[0]);
         if (bad) throw new HttpError(400, `query parameter ${name} may not contain ${bad}`);
-        params[name] = v;
+        params[name] = values[0];
+      }
+      if (route.filterFields) {
+        // a filter this service does not apply must not silently widen the reply
+        for (const name of new Set(url.searchParams.keys())) {
+          const field = name.split(":", 1)[0];
+          if (route.filterFields.includes(field) && !accepted.includes(name)) {
+            const supported = accepted.filter((n) => n.split(":", 1)[0] === field);
+            throw new HttpError(400, supported.length
+              ? `unsupported filter ${name}: use ${supported.join(", ")}`
+              : `filtering on ${field} is not supported here`);
+          }
+        }
       }
       const body = req.method === "GET" ? null : await readBody(req, maxBody);
       const res = await withDeadline(config.call(scope, route.op, params, body), callTimeout);
