@@ -259,6 +259,7 @@ def main():
         print(f"| `{label}` | {r['op']} | {r['p50'] * 1e3:.2f} | {r['p99'] * 1e3:.2f} |{extra} {r['bytes']:.0f} | "
               f"{'yes' if r['p99'] <= 0.020 else '**NO**'} | {', '.join(p['seq_scans']) or 'none'} | "
               f"{', '.join(p['indexes'])} |")
+    common.OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = common.OUT_DIR / ("fig3_plans_full.txt" if args.full else "fig3_plans.txt")
     path.write_text("\n\n".join(f"===== {label} ({p['op']})\n{p['text']}" for label, p in plans.items()))
     print(f"\nfull EXPLAIN (ANALYZE, BUFFERS) of every nested statement: {path}")
