@@ -98,34 +98,15 @@ class Router:
 # ---------------------------------------------------------------- routes.ts
 
 def load_routes() -> list[dict]:
-    """The route table of routes.ts: [{method, pattern, op, query, static}], in order."""
-    src = (ROUTER_DIR / "routes.ts").read_text()
-    consts = {"PAGED": ["_limit", "_cursor"]}
-    strs = {}
-    for name, val in re.findall(r'const (\w+) = [`"]([^`"]*)[`"];', src):
-        strs[name] = re.sub(r"\$\{(\w+)\}", lambda m: strs[m.group(1)], val)
-    routes = []
-    body = src[src.index("ROUTES: Route[] = ["):]
-    body = re.sub(r"`([^`]*)`", lambda m: '"' + re.sub(r"\$\{(\w+)\}", lambda x: strs[x.group(1)], m.group(1)) + '"', body)
-    for block in re.findall(r"\{([^{}]*)\}", body):
-        m = re.search(r'method:\s*"(\w+)"', block)
-        if not m:
-            continue
-        pat = re.search(r'pattern:\s*("([^"]*)"|`([^`]*)`|(\w+))', block)
-        if pat.group(2) is not None:
-            pattern = pat.group(2)
-        elif pat.group(3) is not None:
-            pattern = re.sub(r"\$\{(\w+)\}", lambda x: strs[x.group(1)], pat.group(3))
-        else:
-            pattern = strs[pat.group(4)]
-        op = re.search(r'op:\s*"(\w+)"', block).group(1)
-        q = re.search(r"query:\s*(\[[^\]]*\]|\w+)", block)
-        query = []
-        if q:
-            query = consts[q.group(1)] if q.group(1) in consts else json.loads(q.group(1))
-        routes.append(dict(method=m.group(1), pattern=pattern, op=op, query=query,
-                           static="static: true" in block, parts=pattern.split("/")[1:]))
-    return routes
+    """The route table of routes.ts, as Deno evaluates it (query lists are built from constants
+    and helpers): [{method, pattern, op, query, static, parts}], in order."""
+    import subprocess
+    from mfs.router import deno_binary
+    code = 'import { ROUTES } from "./routes.ts"; console.log(JSON.stringify(ROUTES));'
+    table = json.loads(subprocess.run([deno_binary(), "eval", code], cwd=ROUTER_DIR, capture_output=True,
+                                      text=True, timeout=120, check=True).stdout)
+    return [dict(method=r["method"], pattern=r["pattern"], op=r["op"], query=r.get("query", []),
+                 static=bool(r.get("static")), parts=r["pattern"].split("/")[1:]) for r in table]
 
 
 ROUTES = load_routes()

@@ -119,6 +119,44 @@ def requests_for(n_runs: int, tpr: int, rng: random.Random):
          lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs)), step_name="work",
                       metadata_field_name="foreach-stack", pattern='"index": 3\\b')),
         ("GET .../runs/{R}/metadata", "run_metadata_list", lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs)))),
+    ] + filters_and_pages(n_runs, tpr, rng)
+
+
+def filters_and_pages(n_runs: int, tpr: int, rng: random.Random):
+    """Issue 12: each list filter and each newly paged list, a page of 50. The generated runs have
+    no end step and old heartbeats, so every run is 'failed': status:eq=running matches nothing
+    and must look at every run (the worst case)."""
+    page = dict(_limit="50")
+    run_ms = lambda: 1700000000000 + rng.randint(1, n_runs) * 60000  # noqa: E731
+    a_run = lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs)))  # noqa: E731
+
+    def window():
+        lo = run_ms()
+        return {"ts_epoch:ge": str(lo), "ts_epoch:lt": str(lo + 3_600_000)}
+
+    def task_window():
+        run = rng.randint(1, n_runs)
+        lo = 1700000000000 + ((run - 1) * tpr + rng.randint(0, tpr - 1)) * 10
+        return dict(flow_id=FLOW, run_number=str(run), step_name="work", **{"ts_epoch:ge": str(lo)},
+                    **{"user_name:eq": "bench"}, **page)
+
+    return [
+        ("runs?status:eq=failed&_limit=50 (every run matches)", "runs_list",
+         lambda: dict(flow_id=FLOW, **{"status:eq": "failed"}, **page)),
+        ("runs?status:eq=running&_limit=50 (no run matches: all 10,000 looked at)", "runs_list",
+         lambda: dict(flow_id=FLOW, **{"status:eq": "running"}, **page)),
+        ("runs?user:eq=bench&_limit=50", "runs_list", lambda: dict(flow_id=FLOW, **{"user:eq": "bench"}, **page)),
+        ("runs?ts_epoch:ge=..&ts_epoch:lt=.. (1 hour, 60 runs)&_limit=50", "runs_list",
+         lambda: dict(flow_id=FLOW, **window(), **page)),
+        ("runs?_tags:any=runtime:dev,x&_limit=50", "runs_list",
+         lambda: dict(flow_id=FLOW, **{"_tags:any": "runtime:dev,x"}, **page)),
+        ("runs?_tags:all=nope&_limit=50 (no run matches)", "runs_list",
+         lambda: dict(flow_id=FLOW, **{"_tags:all": "nope"}, **page)),
+        ("tasks?ts_epoch:ge=..&user_name:eq=bench&_limit=50", "tasks_list", task_window),
+        ("runs/{R}/metadata?_limit=50", "run_metadata_list", lambda: dict(a_run(), **page)),
+        ("runs/{R}/artifacts?_limit=50", "run_artifacts_list", lambda: dict(a_run(), **page)),
+        ("runs/{R}/steps/work/artifacts?_limit=50", "run_artifacts_list",
+         lambda: dict(a_run(), step_name="work", **page)),
     ]
 
 
@@ -139,10 +177,12 @@ async def measure(dsn: str, reqs, samples: int, router=None):
             statuses.add(row["status"])
             sizes.append(len(row["body"]))
             if session is not None:
-                url = router.url + "/" + "/".join(  # rebuild the path from the route table
-                    str(args[p[1:]]) if p.startswith(":") else p
-                    for p in next(r for r in common.ROUTES if r["op"] == op)["parts"])
-                q = {k: v for k, v in args.items() if k in ("metadata_field_name", "pattern")}
+                # the route of this op whose path parameters the args hold (run and step artifacts share an op)
+                route = max((r for r in common.ROUTES if r["op"] == op and r["method"] == "GET"
+                             and all(p[1:] in args for p in r["parts"] if p.startswith(":"))),
+                            key=lambda r: len(r["parts"]))
+                url = router.url + "/" + "/".join(str(args[p[1:]]) if p.startswith(":") else p for p in route["parts"])
+                q = {k: v for k, v in args.items() if f":{k}" not in route["parts"]}
                 t0 = time.perf_counter()
                 async with session.get(url, params=q or None, headers={"x-api-key": router.key}) as r:
                     await r.read()
@@ -219,6 +259,7 @@ def main():
         print(f"| `{label}` | {r['op']} | {r['p50'] * 1e3:.2f} | {r['p99'] * 1e3:.2f} |{extra} {r['bytes']:.0f} | "
               f"{'yes' if r['p99'] <= 0.020 else '**NO**'} | {', '.join(p['seq_scans']) or 'none'} | "
               f"{', '.join(p['indexes'])} |")
+    common.OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = common.OUT_DIR / ("fig3_plans_full.txt" if args.full else "fig3_plans.txt")
     path.write_text("\n\n".join(f"===== {label} ({p['op']})\n{p['text']}" for label, p in plans.items()))
     print(f"\nfull EXPLAIN (ANALYZE, BUFFERS) of every nested statement: {path}")

@@ -95,3 +95,31 @@ def test_filtered_tasks_with_a_pattern_alone_searches_every_field(api):
     api.post(f"{base}/tasks/{t2}/metadata", json=[{"field_name": "field_a", "value": "not_value_a", "type": "x"}])
     assert api.get(f"{base}/filtered_tasks", params={"pattern": "value_b"}).json() == [f"F/{r}/start/{t}"]
     assert api.get(f"{base}/filtered_tasks", params={"pattern": "value_"}).json() == [f"F/{r}/start/{t}", f"F/{r}/start/{t2}"]
+
+
+def test_filtered_tasks_without_parameters_lists_the_tasks_that_have_metadata(api):
+    r, t = make_task(api)
+    quiet = api.post(f"{api.base}/flows/F/runs/{r}/steps/start/task", json={}).json()["task_id"]
+    named = api.post(f"{api.base}/flows/F/runs/{r}/steps/start/task", json={"task_id": "t-named"}).json()["task_id"]
+    base = f"{api.base}/flows/F/runs/{r}/steps/start"
+    for task in (t, named):
+        api.post(f"{base}/tasks/{task}/metadata", json=[{"field_name": "f", "value": "v", "type": "x"}])
+    # the official service answers from the metadata table: a task without metadata is not listed
+    assert api.get(f"{base}/filtered_tasks").json() == [f"F/{r}/start/{t}", f"F/{r}/start/t-named"]
+    assert f"F/{r}/start/{quiet}" not in api.get(f"{base}/filtered_tasks", params={"pattern": ""}).json()
+
+
+def test_steps_show_run_number_as_a_string_tasks_as_an_integer(api):
+    r, t = make_task(api)
+    u = api.base
+    assert isinstance(r, int)
+    created = api.post(f"{u}/flows/F/runs/{r}/steps/end/step", json={}).json()
+    steps = [created, api.get(f"{u}/flows/F/runs/{r}/steps/start").json(),
+             *api.get(f"{u}/flows/F/runs/{r}/steps").json(),
+             *api.get(f"{u}/flows/F/runs/{r}/steps", params={"_limit": 1}).json()]
+    assert len(steps) == 5 and all(s["run_number"] == str(r) for s in steps), steps
+    assert api.get(f"{u}/flows/F/runs/{r}/steps/start/tasks/{t}").json()["run_number"] == r
+    assert api.get(f"{u}/flows/F/runs/{r}/steps/start/tasks").json()[0]["run_number"] == r
+    # a client-chosen run id was already a string, and stays the same
+    api.post(f"{u}/flows/F/run", json={"run_number": "argo-7"})
+    assert api.post(f"{u}/flows/F/runs/argo-7/steps/s/step", json={}).json()["run_number"] == "argo-7"

@@ -155,7 +155,7 @@ def test_cursor_pagination_is_opt_in_and_newest_first(api):
         if not cursor:
             break
     assert seen == list(reversed(made))
-    assert api.get(f"{u}/flows/F/runs", params={"_limit": 501}).status_code == 400
+    assert api.get(f"{u}/flows/F/runs", params={"_limit": 0}).status_code == 400
     assert api.get(f"{u}/flows/F/runs", params={"_cursor": "garbage"}).status_code == 400
 
 

@@ -21,8 +21,11 @@ export interface RouterConfig {
   maxBodyBytes?: number;
   /** A frozen server or a lost network answers nothing: give up (503) after this long. */
   callTimeoutMs?: number;
-  log?: (line: string) => void;
+  /** One line per notable event; `level` lets a runtime route client mishaps below errors. */
+  log?: (line: string, level: LogLevel) => void;
 }
+
+export type LogLevel = "info" | "error";
 
 // The official service version this router is faithful to; the client enables heartbeats,
 // attempt reads, tag mutation and filtered_tasks by comparing against it.
@@ -33,6 +36,14 @@ const HEALTH_PATH = "/healthcheck";
 export class HttpError extends Error {
   constructor(readonly status: number, message: string) {
     super(message);
+  }
+}
+
+/** The request body could not be read to its end: the client's fault (it went away, or sent
+ * fewer bytes than its Content-Length), never the database's. Answered 400 if anyone listens. */
+export class BodyReadError extends HttpError {
+  constructor(readonly reason: unknown) {
+    super(400, "the request body ended before it was complete");
   }
 }
 
@@ -131,7 +142,14 @@ async function readBody(req: Request, maxBytes: number): Promise<string | null> 
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    let chunk: ReadableStreamReadResult<Uint8Array>;
+    try {
+      chunk = await reader.read();
+    } catch (err) {
+      // Deno: BadResource; other runtimes: TypeError or a stream error. All mean the same.
+      throw new BodyReadError(err);
+    }
+    const { done, value } = chunk;
     if (done) break;
     size += value.byteLength;
     if (size > maxBytes) {
@@ -176,13 +194,35 @@ function withDeadline<T>(call: Promise<T>, ms: number): Promise<T> {
   return Promise.race([call, deadline]).finally(() => clearTimeout(timer));
 }
 
+// Network errors that Deno raises by class name, without a code.
+const NETWORK_ERROR_NAMES = new Set([
+  "ConnectionRefused", "ConnectionReset", "ConnectionAborted", "NotConnected", "BrokenPipe",
+  "TimedOut", "UnexpectedEof", "AddrNotAvailable", "Interrupted",
+]);
+
 /** Errors that mean "the database is not reachable right now": the client retries 503. */
 export function isUnavailable(err: unknown): boolean {
-  const e = err as { code?: string; name?: string } | null;
-  const code = e?.code ?? "";
+  const e = err as { code?: unknown; name?: string } | null;
+  const code = typeof e?.code === "string" ? e.code : "";
   if (/^(08|53|57P|40001|40P01|57014)/.test(code)) return true;
-  // Driver-level failures (refused, reset, timed out, closed) carry no SQLSTATE.
-  return !/^[0-9A-Z]{5}$/.test(code);
+  if (/^[0-9A-Z]{5}$/.test(code)) return false; // any other SQLSTATE: the server answered
+  // Driver and socket failures: node-style codes (ECONNREFUSED, CONNECTION_CLOSED,
+  // CONNECT_TIMEOUT, our DEADLINE) or Deno's network error classes.
+  if (/^[A-Z][A-Z_]+$/.test(code)) return true;
+  return NETWORK_ERROR_NAMES.has(e?.name ?? "");
+}
+
+/** What an error says about its cause, for the log: code and message, with any connection
+ * URL cut out (a driver may echo its connection string; the password must never be logged). */
+export function describeError(err: unknown): string {
+  const e = err as { code?: unknown; name?: string; message?: string } | null;
+  const code = typeof e?.code === "string" && e.code ? e.code : (e?.name ?? "no code");
+  const message = String(e?.message ?? err)
+    .replace(/[a-z][a-z0-9+.-]*:\/\/[^\s'"]*/gi, "<url>")
+    .replace(/password=\S+/gi, "password=<hidden>")
+    .replace(/\s+/g, " ")
+    .slice(0, 300);
+  return `${code}: ${message}`;
 }
 
 export function createHandler(config: RouterConfig): (req: Request) => Promise<Response> {
@@ -191,7 +231,9 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
   const maxBody = config.maxBodyBytes ?? 4 * 1024 * 1024;
   // just above the server's statement_timeout (15 s, db.ts), which normally answers first
   const callTimeout = config.callTimeoutMs ?? 16_000;
-  const log = config.log ?? (() => {});
+  const logTo = config.log ?? (() => {});
+  // every line says when, so that an outage can be matched with the database's own log
+  const log = (level: LogLevel, line: string) => logTo(`${new Date().toISOString()} ${level} ${line}`, level);
   if (!config.apiKey) throw new Error("an API key is required (METADATA_API_KEY)");
 
   return async (req: Request): Promise<Response> => {
@@ -214,29 +256,49 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
       const { route, params } = match;
       op = route.op;
       if (route.static) return json(200, JSON.stringify(SERVICE_VERSION));
-      for (const name of route.query ?? []) {
-        const v = url.searchParams.get(name);
-        if (v === null) continue;
-        const bad = badText(v);
+      const accepted = route.query ?? [];
+      for (const name of accepted) {
+        const values = url.searchParams.getAll(name);
+        if (values.length === 0) continue;
+        if (values.length > 1) throw new HttpError(400, `query parameter ${name} is given more than once`);
+        const bad = badText(values[0]);
         if (bad) throw new HttpError(400, `query parameter ${name} may not contain ${bad}`);
-        params[name] = v;
+        params[name] = values[0];
+      }
+      if (route.filterFields) {
+        // a filter this service does not apply must not silently widen the reply
+        for (const name of new Set(url.searchParams.keys())) {
+          const field = name.split(":", 1)[0];
+          if (route.filterFields.includes(field) && !accepted.includes(name)) {
+            const supported = accepted.filter((n) => n.split(":", 1)[0] === field);
+            throw new HttpError(400, supported.length
+              ? `unsupported filter ${name}: use ${supported.join(", ")}`
+              : `filtering on ${field} is not supported here`);
+          }
+        }
       }
       const body = req.method === "GET" ? null : await readBody(req, maxBody);
       const res = await withDeadline(config.call(scope, route.op, params, body), callTimeout);
       return json(res.status, res.body, res.next_cursor ? { "X-Next-Cursor": res.next_cursor } : {});
     } catch (err) {
+      if (err instanceof BodyReadError) {
+        // the client's mishap (typically a process killed mid-request); the reply, if anyone
+        // still listens, is a 400 and nothing was changed
+        log("info", `op=${op} request body incomplete, client went away? (${describeError(err.reason)})`);
+        return errorResponse(err.status, err.message);
+      }
       if (err instanceof HttpError) return errorResponse(err.status, err.message);
-      const code = (err as { code?: string })?.code ?? "unknown";
+      const code = String((err as { code?: unknown })?.code ?? "");
       if (code.startsWith("22")) {
         // a data exception raised before our SQL ran (e.g. casting a parameter): the input's fault
         return errorResponse(400, `the request holds a value the database cannot store (${code})`);
       }
       if (isUnavailable(err)) {
-        log(`op=${op} database unavailable (${code})`);
+        log("error", `op=${op} database unavailable (${describeError(err)})`);
         return errorResponse(503, "the metadata database is unavailable; retry shortly", { "retry-after": "2" });
       }
-      log(`op=${op} internal error (${code})`);
-      return errorResponse(500, `internal error (${code}); nothing was changed`);
+      log("error", `op=${op} internal error (${describeError(err)})`);
+      return errorResponse(500, `internal error (${code || "no code"}); nothing was changed`);
     }
   };
 }

@@ -27,7 +27,7 @@ const handler = createHandler({
   quotaScope: setting("QUOTA_SCOPE", "default"),
   pathPrefix: Deno.env.get("PATH_PREFIX") ?? "",
   callTimeoutMs: Number(setting("DB_CALL_TIMEOUT_MS", "16000")),
-  log: (line) => console.error(`metadata-router: ${line}`),
+  log: (line, level) => (level === "error" ? console.error : console.log)(`metadata-router: ${line}`),
 });
 
 const port = Number(setting("PORT", "8080"));

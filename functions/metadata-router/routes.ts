@@ -6,10 +6,20 @@ export interface Route {
   pattern: string; // segments; ":name" captures one path segment
   op: string;
   query?: string[]; // query parameters passed through to the operation
+  /** Fields the official service filters this list on (`field:op=v1,v2`): a parameter on one
+   * of them that is not in `query` (an operator or field not supported here) is a 400. */
+  filterFields?: string[];
   static?: true; // answered by the router itself, without the database
 }
 
 const PAGED = ["_limit", "_cursor"];
+// The official filter grammar: `field:op=v1,v2` (values OR-ed; a plain `field=` means eq;
+// "null" matches a missing value). Supported here: these names exactly.
+const EQ_NE = (f: string) => [f, `${f}:eq`, `${f}:ne`];
+const COMPARE = (f: string) => [...EQ_NE(f), `${f}:lt`, `${f}:le`, `${f}:gt`, `${f}:ge`];
+const RUN_FILTERS = [...EQ_NE("status"), ...EQ_NE("user"), ...EQ_NE("user_name"), ...COMPARE("ts_epoch"),
+  "_tags", "_tags:any", "_tags:all"];
+const TASK_FILTERS = [...EQ_NE("user_name"), ...COMPARE("ts_epoch")];
 const RUN = "/flows/:flow_id/runs/:run_number";
 const STEP = `${RUN}/steps/:step_name`;
 const TASK = `${STEP}/tasks/:task_id`;
@@ -22,18 +32,31 @@ export const ROUTES: Route[] = [
   { method: "GET", pattern: "/flows/:flow_id", op: "flow_get" },
   { method: "POST", pattern: "/flows/:flow_id", op: "flow_create" },
   { method: "POST", pattern: "/flows/:flow_id/run", op: "run_create" },
-  { method: "GET", pattern: "/flows/:flow_id/runs", op: "runs_list", query: PAGED },
+  {
+    method: "GET",
+    pattern: "/flows/:flow_id/runs",
+    op: "runs_list",
+    query: [...PAGED, ...RUN_FILTERS],
+    filterFields: ["status", "user", "user_name", "ts_epoch", "_tags", "flow_id", "run_number", "run_id",
+      "last_heartbeat_ts", "tags", "system_tags"],
+  },
   { method: "GET", pattern: RUN, op: "run_get" },
   { method: "POST", pattern: `${RUN}/heartbeat`, op: "run_heartbeat" },
   { method: "PATCH", pattern: `${RUN}/tag/mutate`, op: "run_tag_mutate" },
-  { method: "GET", pattern: `${RUN}/metadata`, op: "run_metadata_list" },
-  { method: "GET", pattern: `${RUN}/artifacts`, op: "run_artifacts_list" },
+  { method: "GET", pattern: `${RUN}/metadata`, op: "run_metadata_list", query: PAGED },
+  { method: "GET", pattern: `${RUN}/artifacts`, op: "run_artifacts_list", query: PAGED },
   { method: "GET", pattern: `${RUN}/steps`, op: "steps_list", query: PAGED },
   { method: "GET", pattern: STEP, op: "step_get" },
   { method: "POST", pattern: `${STEP}/step`, op: "step_create" },
-  { method: "GET", pattern: `${STEP}/artifacts`, op: "run_artifacts_list" },
+  { method: "GET", pattern: `${STEP}/artifacts`, op: "run_artifacts_list", query: PAGED },
   { method: "POST", pattern: `${STEP}/task`, op: "task_create" },
-  { method: "GET", pattern: `${STEP}/tasks`, op: "tasks_list", query: PAGED },
+  {
+    method: "GET",
+    pattern: `${STEP}/tasks`,
+    op: "tasks_list",
+    query: [...PAGED, ...TASK_FILTERS],
+    filterFields: ["user_name", "ts_epoch", "task_id", "task_name", "last_heartbeat_ts"],
+  },
   {
     method: "GET",
     pattern: `${STEP}/filtered_tasks`,

@@ -28,7 +28,7 @@ export default {
       call: callWith(sql),
       quotaScope: env.QUOTA_SCOPE,
       pathPrefix: env.PATH_PREFIX,
-      log: (line) => console.error(`metadata-router: ${line}`),
+      log: (line, level) => (level === "error" ? console.error : console.log)(`metadata-router: ${line}`),
     });
     try {
       return await handler(req);
