@@ -2,8 +2,9 @@
 
 Backends: `supabase-edge` (Edge Function deployed through the Management API with its secrets;
 the platform gives it `SUPABASE_DB_URL`), `cloudflare-worker` (see `cloudflare_worker.py`),
-`cloudrun` (see `cloud_run.py`), `local` (the router as a local Deno process). Every backend
-gets the same settings: database URL, API key and quota scope; secrets stay secret.
+`cloudrun` (see `cloud_run.py`), `render` (see `render.py`), `local` (the router as a local
+Deno process). Every backend gets the same settings: database URL, API key and quota scope;
+secrets stay secret.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class MetadataCompute(pulumi.ComponentResource):
 
             self.url = cloud_run_service(name, s, args.database_url, args.api_key,
                                          args.quota_scope, self)
+        elif args.backend == "render":
+            from .render import render_service
+
+            self.url = render_service(name, s, args.database_url, args.api_key,
+                                      args.quota_scope, self)
         else:
             router = LocalRouter(f"{name}-local", database_url=args.database_url,
                                  api_key=args.api_key, quota_scope=args.quota_scope,

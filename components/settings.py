@@ -30,11 +30,12 @@ SECRET_ENV = {
     "b2ApplicationKey": "B2_APPLICATION_KEY",
     "s3AccessKeyId": "MFS_S3_ACCESS_KEY_ID",
     "s3SecretAccessKey": "MFS_S3_SECRET_ACCESS_KEY",
+    "renderApiKey": "RENDER_API_KEY",
 }
 
 DATABASES = ("supabase", "neon", "cockroach", "postgres", "local")
 OBJECT_STORES = ("supabase", "r2", "b2", "local")
-COMPUTES = ("supabase-edge", "cloudflare-worker", "cloudrun", "local")
+COMPUTES = ("supabase-edge", "cloudflare-worker", "cloudrun", "render", "local")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class Settings:
     gcp_project: str
     gcp_region: str
     router_image: str
+    render_owner_id: str
+    render_region: str
+    render_plan: str
     quota_scope: str
     quota_max_requests: int
     quota_max_egress_bytes: int
@@ -117,6 +121,9 @@ def load() -> Settings:
         gcp_project=s("gcpProject"),
         gcp_region=s("gcpRegion"),
         router_image=s("routerImage"),
+        render_owner_id=s("renderOwnerId"),
+        render_region=s("renderRegion"),
+        render_plan=s("renderPlan"),
         quota_scope=s("quotaScope"),
         quota_max_requests=i("quotaMaxRequests"),
         quota_max_egress_bytes=i("quotaMaxEgressBytes"),

@@ -1,4 +1,5 @@
-"""Command line: python -m mfs {migrate,pending,serve,local,quota}. See README.md."""
+"""Command line: python -m mfs {migrate,pending,serve,quota,local,ping,worker-bundle,deno-bundle}.
+See README.md."""
 
 from __future__ import annotations
 
@@ -81,6 +82,32 @@ def cmd_worker_bundle(args) -> None:
         sys.stdout.write(bundle(Path(d) / "worker.js").read_text())
 
 
+def cmd_deno_bundle(args) -> None:
+    """Builds the router as one file for Deno; prints it to stdout unless --output is given."""
+    from .deno_bundle import bundle
+
+    if args.output:
+        print(bundle(Path(args.output)))
+        return
+    with tempfile.TemporaryDirectory() as d:
+        sys.stdout.write(bundle(Path(d) / "metadata-router.js").read_text())
+
+
+def cmd_ping(args) -> None:
+    """Wakes a service that scaled to zero: GET /healthcheck until it answers 200."""
+    import time
+
+    from .metaflow_profile import service_url
+    from .router import wait_healthy
+
+    url = args.url or service_url()
+    if not url:
+        sys.exit("error: give the service URL, or set METAFLOW_SERVICE_URL / METAFLOW_PROFILE")
+    started = time.monotonic()
+    wait_healthy(url.rstrip("/"), timeout=args.timeout, request_timeout=args.request_timeout)
+    print(f"{url} is up ({time.monotonic() - started:.1f}s)")
+
+
 def _expected_errors() -> tuple:
     """Failures a user can act on: shown as one line (MFS_DEBUG=1 shows the traceback)."""
     import asyncpg
@@ -145,6 +172,20 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("worker-bundle", help=text, description=text, formatter_class=fmt)
     s.add_argument("--output", "-o", help="file to write (default: print the bundle)")
     s.set_defaults(fn=cmd_worker_bundle)
+    text = "build the router as one JavaScript file for Deno (what compute=render runs)"
+    s = sub.add_parser("deno-bundle", help=text, description=text, formatter_class=fmt)
+    s.add_argument("--output", "-o", help="file to write (default: print the bundle)")
+    s.set_defaults(fn=cmd_deno_bundle)
+    text = ("wake a service that scaled to zero before a run: GET /healthcheck until it answers "
+            "(no API key, no database work)")
+    s = sub.add_parser("ping", help="wake the service before a run (Render free instances sleep)",
+                       description=text, formatter_class=fmt)
+    s.add_argument("url", nargs="?", help="service URL (default: $METAFLOW_SERVICE_URL, else the "
+                                          "profile $METAFLOW_PROFILE in $METAFLOW_HOME)")
+    s.add_argument("--timeout", type=float, default=180, help="seconds to keep trying")
+    s.add_argument("--request-timeout", type=float, default=75,
+                   help="seconds one request may wait (a waking service holds it)")
+    s.set_defaults(fn=cmd_ping)
     return p
 
 

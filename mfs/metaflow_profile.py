@@ -80,3 +80,13 @@ def restore(values: dict, files: dict) -> None:
             path.unlink()
         else:
             _write(path, current)
+
+
+def service_url() -> Optional[str]:
+    """The metadata service URL Metaflow would use here: $METAFLOW_SERVICE_URL, else the profile
+    named by $METAFLOW_PROFILE (config_<profile>.json), else config.json, in the Metaflow home."""
+    if os.environ.get("METAFLOW_SERVICE_URL"):
+        return os.environ["METAFLOW_SERVICE_URL"]
+    profile = os.environ.get("METAFLOW_PROFILE")
+    name = f"config_{profile}.json" if profile else "config.json"
+    return (_read(metaflow_home() / name) or {}).get("METAFLOW_SERVICE_URL") or None

@@ -50,7 +50,7 @@ def start_router(database_url: str, api_key: str, port: int, quota_scope: str = 
 
 
 def wait_healthy(base_url: str, proc: Optional[subprocess.Popen] = None, timeout: float = 90,
-                 pid: Optional[int] = None) -> None:
+                 pid: Optional[int] = None, request_timeout: float = 2) -> None:
     """Until GET /healthcheck answers 200; raises if the process (`proc` or `pid`) exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -59,7 +59,8 @@ def wait_healthy(base_url: str, proc: Optional[subprocess.Popen] = None, timeout
         if pid is not None and not pid_alive(pid):
             raise RuntimeError(f"the router (pid {pid}) exited before it was ready; see its log")
         try:
-            with urllib.request.urlopen(base_url + "/healthcheck", timeout=2) as r:
+            left = max(0.1, min(request_timeout, deadline - time.monotonic()))
+            with urllib.request.urlopen(base_url + "/healthcheck", timeout=left) as r:
                 if r.status == 200:
                     return
         except OSError:

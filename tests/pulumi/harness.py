@@ -70,6 +70,7 @@ class Registration:
     secret_outputs: list
     retain_on_delete: bool
     dependencies: list
+    provider: str  # "<provider urn>::<id>" of an explicit provider, else ""
 
     @property
     def plain(self) -> dict:
@@ -137,6 +138,8 @@ FAKE_OUTPUTS = {
     "gcp:serviceaccount/account:Account": lambda i: {"email": "sa@p.iam.gserviceaccount.com"},
     "gcp:secretmanager/secretVersion:SecretVersion": lambda i: {"version": "1"},
     "command:local:Command": lambda i: {"stdout": "export default {}"},
+    "render:services:WebService": lambda i: {"serviceDetails": {
+        **i.get("serviceDetails", {}), "url": "https://metaflow-serverless-router.onrender.com"}},
 }
 
 
@@ -177,7 +180,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                 inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
                 secret_outputs=list(request.additionalSecretOutputs),
                 retain_on_delete=bool(request.retainOnDelete),
-                dependencies=list(request.dependencies)))
+                dependencies=list(request.dependencies), provider=request.provider))
         return response
 
 

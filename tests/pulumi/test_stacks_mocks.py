@@ -13,7 +13,7 @@ SECRETS = {
     "supabaseAccessToken": "sbp-TOKEN-0001", "s3AccessKeyId": "S3KEY-0002",
     "s3SecretAccessKey": "S3SECRET-0003", "neonApiKey": "NEON-KEY-0004",
     "b2ApplicationKeyId": "B2ID-0005", "b2ApplicationKey": "B2KEY-0006",
-    "apiKey": "API-KEY-0007",
+    "apiKey": "API-KEY-0007", "renderApiKey": "rnd-KEY-0008",
 }
 
 EXPECTED = {
@@ -36,6 +36,10 @@ EXPECTED = {
     "neon-cloudrun": {"Database": [D + "neon:Project"],
                       "ObjectStore": ["cloudflare:index/r2Bucket:R2Bucket"],
                       "MetadataCompute": ["gcp:cloudrunv2/service:Service"]},
+    "neon-render": {"Database": [D + "neon:Project", D + "mfs:SchemaMigrations"],
+                    "ObjectStore": ["cloudflare:index/r2Bucket:R2Bucket"],
+                    "MetadataCompute": ["pulumi:providers:render", "command:local:Command",
+                                        "render:services:WebService"]},
 }
 
 
