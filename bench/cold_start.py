@@ -19,7 +19,7 @@ import subprocess
 import time
 
 import common
-from common import ROOT, median, pct
+from common import median
 from mfs.processes import free_port
 from mfs.router import router_command
 from mfs.worker import BIN, WorkerdRouter

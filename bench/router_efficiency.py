@@ -10,9 +10,7 @@ alternate the order (AB, BA, ...); the ratio is the median of per-round ratios.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
-import json
 import tempfile
 from pathlib import Path
 

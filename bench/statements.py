@@ -72,7 +72,6 @@ def main():
         q = " ".join(r["query"].split())
         print(f"| {r['calls']} | `{q[:140]}` |")
     print(f"\n**{total} statements for {n_req} API requests = {total / n_req:.3f} per request**")
-    per_op = {}
     nested_calls = sum(r["calls"] for r in nested if not r["toplevel"])
     n_all = sum(all_sent.values())
     print(f"\nInside those, with track=all: {nested_calls} nested statements for {n_all} requests "

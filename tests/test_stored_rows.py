@@ -7,7 +7,6 @@ a step's run_id is str(run_number), documented defaults for absent fields)."""
 import json
 
 from testkit import q
-from test_router_http import make_task
 
 
 def rows(dsn, table, cols):

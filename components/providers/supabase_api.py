@@ -144,10 +144,12 @@ class SupabaseBucket(Resource, module="supabase", name="Bucket"):
 
 
 def router_files() -> dict[str, bytes]:
-    """The router's source files as the Edge Function bundle (tests excluded)."""
+    """The router's source files as the Edge Function bundle (tests, and what npm and the Worker
+    build put beside them, excluded)."""
     return {str(p.relative_to(ROUTER_DIR)): p.read_bytes()
             for p in sorted(ROUTER_DIR.rglob("*"))
-            if p.is_file() and p.suffix in (".ts", ".json") and "test" not in p.name}
+            if p.is_file() and p.suffix in (".ts", ".json") and "test" not in p.name
+            and not {"node_modules", "dist"} & set(p.relative_to(ROUTER_DIR).parts)}
 
 
 def router_hash() -> str:

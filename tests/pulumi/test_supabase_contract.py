@@ -65,3 +65,13 @@ def test_the_stand_in_rejects_what_the_spec_rejects(api):
     bad = requests.post(f"{api.url}/v1/projects", json={"name": "x"},  # no db_pass / org
                         headers={"Authorization": f"Bearer {TOKEN}"})
     assert bad.status_code == 400 and api.errors
+
+
+def test_the_function_bundle_holds_only_the_routers_own_source():
+    """npm ci (run by .ci/run for the Worker tools) fills worker/node_modules with .ts/.json files:
+    none of them may go into the Edge Function upload or its source hash."""
+    from components.providers.supabase_api import router_files
+
+    files = router_files()
+    assert {"main.ts", "handler.ts", "routes.ts"} <= set(files)
+    assert not [name for name in files if "node_modules" in name or "/dist/" in name]

@@ -6,14 +6,11 @@ roles, so that they never disturb the shared pg15."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from testkit import ROOT, Router, new_database, q, run_sync  # noqa: F401  (re-exported to the campaign tests)

@@ -19,7 +19,6 @@ import asyncio
 import base64
 import http.client
 import json
-import random
 import re
 import time
 from urllib.parse import quote
