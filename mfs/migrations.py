@@ -143,6 +143,9 @@ async def apply_migrations(
                 try:
                     async with con.transaction():
                         await con.execute(m.sql)
+                        # whatever the file created is locked down before it commits (0015)
+                        if await con.fetchval("select to_regprocedure('mfs.lock_down()') is not null"):
+                            await con.execute("select mfs.lock_down()")
                         await con.execute(
                             "insert into mfs.schema_migrations (name, checksum) values ($1, $2)",
                             m.name, m.checksum,

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from testkit import ROOT, new_database, run_sync
+from testkit import ROOT, new_database, q, run_sync
 from mfs import migrations
 
 # Copies of ../shared/reference/official-schema.txt and ../shared/tools/schema_facts.py, so the
@@ -101,3 +101,21 @@ def test_badly_named_file_is_rejected(tmp_path):
     (tmp_path / "1_x.sql").write_text("select 1")
     with pytest.raises(migrations.MigrationError, match="NNNN_lowercase_name.sql"):
         migrations.local_migrations(tmp_path)
+
+
+def test_what_a_later_migration_creates_is_locked_down_in_its_own_transaction(pg15, tmp_path):
+    """A function a future migration adds is not executable by other roles (Supabase's anon and
+    friends, or any role): the runner calls mfs.lock_down() before each file commits."""
+    sql = tmp_path / "sql"
+    shutil.copytree(ROOT / "sql", sql)
+    (sql / "0999_later_function.sql").write_text(
+        "create function mfs.later() returns int language sql as $$ select 1 $$;\n"
+        "create table mfs.later_table (x int);\n")
+    dsn = new_database(pg15)
+    migrations.apply(dsn, sql)
+    q(dsn, "do $$ begin if not exists (select 1 from pg_roles where rolname = 'probe_role') "
+           "then create role probe_role; end if; end $$")
+    row = q(dsn, "select has_function_privilege('probe_role', 'mfs.later()', 'execute') f, "
+                 "has_table_privilege('probe_role', 'mfs.later_table', 'select') t, "
+                 "has_schema_privilege('probe_role', 'mfs', 'usage') s")[0]
+    assert (row["f"], row["t"], row["s"]) == (False, False, False)
