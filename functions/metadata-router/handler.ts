@@ -4,6 +4,7 @@
 // included; auth is checked before that statement, so unauthorised calls cost nothing.
 
 import { matchRoute } from "./routes.ts";
+import { acceptsGzip, COMPRESS_FROM_BYTES, gzip } from "./compress.ts";
 
 /** The one statement per request: runs mfs_api.call(scope, op, args, body). */
 export type CallDatabase = (
@@ -23,6 +24,9 @@ export interface RouterConfig {
   callTimeoutMs?: number;
   /** One line per notable event; `level` lets a runtime route client mishaps below errors. */
   log?: (line: string, level: LogLevel) => void;
+  /** Who gzips large replies for clients that accept it: this handler (default), the runtime
+   * (Cloudflare Workers compress a body whose Content-Encoding asks for it), or nobody. */
+  compression?: "handler" | "runtime" | "off";
 }
 
 export type LogLevel = "info" | "error";
@@ -47,15 +51,12 @@ export class BodyReadError extends HttpError {
   }
 }
 
+function jsonHeaders(extra: Record<string, string> = {}): Record<string, string> {
+  return { "content-type": "application/json", METADATA_SERVICE_VERSION: SERVICE_VERSION, ...extra };
+}
+
 function json(status: number, body: string, extra: Record<string, string> = {}): Response {
-  return new Response(body, {
-    status,
-    headers: {
-      "content-type": "application/json",
-      METADATA_SERVICE_VERSION: SERVICE_VERSION,
-      ...extra,
-    },
-  });
+  return new Response(body, { status, headers: jsonHeaders(extra) });
 }
 
 function errorResponse(status: number, message: string, extra: Record<string, string> = {}) {
@@ -229,6 +230,7 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
   const scope = config.quotaScope || "default";
   const prefix = (config.pathPrefix ?? "").replace(/\/+$/, "");
   const maxBody = config.maxBodyBytes ?? 4 * 1024 * 1024;
+  const compression = config.compression ?? "handler";
   // just above the server's statement_timeout (15 s, db.ts), which normally answers first
   const callTimeout = config.callTimeoutMs ?? 16_000;
   const logTo = config.log ?? (() => {});
@@ -279,7 +281,17 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
       }
       const body = req.method === "GET" ? null : await readBody(req, maxBody);
       const res = await withDeadline(config.call(scope, route.op, params, body), callTimeout);
-      return json(res.status, res.body, res.next_cursor ? { "X-Next-Cursor": res.next_cursor } : {});
+      const headers: Record<string, string> = res.next_cursor ? { "X-Next-Cursor": res.next_cursor } : {};
+      if (compression !== "off" && res.body.length >= COMPRESS_FROM_BYTES) {
+        headers["vary"] = "accept-encoding";
+        if (acceptsGzip(req.headers.get("accept-encoding"))) {
+          headers["content-encoding"] = "gzip";
+          if (compression === "handler") {
+            return new Response(await gzip(res.body), { status: res.status, headers: jsonHeaders(headers) });
+          }
+        }
+      }
+      return json(res.status, res.body, headers);
     } catch (err) {
       if (err instanceof BodyReadError) {
         // the client's mishap (typically a process killed mid-request); the reply, if anyone

@@ -28,6 +28,7 @@ export default {
       call: callWith(sql),
       quotaScope: env.QUOTA_SCOPE,
       pathPrefix: env.PATH_PREFIX,
+      compression: "runtime", // Workers gzip a body whose Content-Encoding says gzip
       log: (line, level) => (level === "error" ? console.error : console.log)(`metadata-router: ${line}`),
     });
     try {
