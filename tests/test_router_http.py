@@ -1,5 +1,6 @@
 """The router over real HTTP: a real Deno process in front of a real, migrated PostgreSQL."""
 
+import gzip
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -219,3 +220,23 @@ def test_malformed_and_dot_segment_paths_are_400(router, path, says):
     con.request("GET", path, headers={"x-api-key": router.key})  # http.client sends the path untouched
     resp = con.getresponse()
     assert resp.status == 400 and says in json.loads(resp.read())["message"]
+
+
+def test_large_replies_are_gzipped_for_clients_that_accept_it(api):
+    u = api.base
+    assert api.post(f"{u}/flows/GzipFlow", json={"user_name": "u"}).status_code == 200
+    for _ in range(20):
+        assert api.post(f"{u}/flows/GzipFlow/run", json={"user_name": "u", "system_tags": ["user:u"]}).status_code == 200
+    plain = api.get(f"{u}/flows/GzipFlow/runs", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and len(plain.content) >= 1024
+    assert plain.headers["vary"] == "accept-encoding"
+    # as the Metaflow client asks (requests' default header): gzip on the wire, same JSON
+    raw = api.get(f"{u}/flows/GzipFlow/runs", headers={"Accept-Encoding": "gzip, deflate"}, stream=True)
+    wire = raw.raw.read(decode_content=False)
+    assert raw.headers["content-encoding"] == "gzip"
+    assert json.loads(gzip.decompress(wire)) == plain.json()
+    assert len(wire) * 4 < len(plain.content)
+    refused = api.get(f"{u}/flows/GzipFlow/runs", headers={"Accept-Encoding": "gzip;q=0, identity"})
+    assert "content-encoding" not in refused.headers
+    small = api.get(f"{u}/flows/GzipFlow", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in small.headers  # under 1 KiB: not worth it

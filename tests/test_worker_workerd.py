@@ -1,6 +1,8 @@
 """The Cloudflare Worker bundle (functions/metadata-router/worker/) under a real local workerd,
 in front of a real PostgreSQL, answering real Metaflow traffic."""
 
+import gzip
+import json
 import secrets
 
 import pytest
@@ -42,3 +44,17 @@ def test_real_metaflow_runs_through_the_worker(worker, migrated_db, tmp_path):
     """)
     assert got == {"total": sum(i * i for i in range(6)), "ok": True, "each": 6, "latest": 1, "a0": 0}
     assert q(migrated_db, "select count(*) from tasks_v3 where flow_id = 'ForeachFlow' and step_name = 'each'")[0][0] == 6
+
+
+def test_the_worker_runtime_gzips_large_replies(worker):
+    """The Worker leaves compression to the runtime (Content-Encoding set, body as text)."""
+    s = requests.Session()
+    s.headers["x-api-key"] = worker.key
+    s.post(f"{worker.url}/flows/Z", json={"user_name": "u"})
+    for _ in range(20):
+        s.post(f"{worker.url}/flows/Z/run", json={"user_name": "u", "system_tags": ["user:u"]})
+    plain = s.get(f"{worker.url}/flows/Z/runs", headers={"Accept-Encoding": "identity"})
+    raw = s.get(f"{worker.url}/flows/Z/runs", headers={"Accept-Encoding": "gzip"}, stream=True)
+    wire = raw.raw.read(decode_content=False)
+    assert raw.headers.get("content-encoding") == "gzip"
+    assert json.loads(gzip.decompress(wire)) == plain.json() and len(plain.json()) == 20
