@@ -71,6 +71,29 @@ def cmd_local(args) -> None:
                      profile=None if args.no_profile else args.profile))
 
 
+def cmd_retain(args) -> None:
+    """Deletes whole old runs (never a running one, never one tagged --keep-tag)."""
+    from .retention import delete, plan
+
+    if args.keep_days is None and args.keep_runs is None:
+        sys.exit("error: say what to keep: --keep-days N and/or --keep-runs N")
+    dsn = _dsn(args)
+    runs = plan(dsn, args.keep_days, args.keep_runs, args.keep_tag or None, args.flow)
+    tasks = sum(r.tasks for r in runs)
+    flows = len({r.flow_id for r in runs})
+    print(f"{len(runs)} run(s) of {flows} flow(s) to delete, {tasks} task(s) in all")
+    for r in runs[:20] if not args.dry_run else runs:
+        print(f"  {r.pathspec}  ({r.tasks} tasks)")
+    if len(runs) > 20 and not args.dry_run:
+        print(f"  ... and {len(runs) - 20} more")
+    if args.dry_run or not runs:
+        print("dry run: nothing deleted" if args.dry_run else "nothing to delete")
+        return
+    root = Path(args.datastore_root).expanduser() if args.datastore_root else None
+    totals = delete(dsn, runs, root)
+    print("deleted " + ", ".join(f"{n} {k}" for k, n in totals.items()))
+
+
 def cmd_worker_bundle(args) -> None:
     """Builds the Cloudflare Worker bundle; prints it to stdout unless --output is given."""
     from .worker import bundle
@@ -168,6 +191,20 @@ def parser() -> argparse.ArgumentParser:
                    help="Metaflow profile to write while running (METAFLOW_PROFILE=<name>)")
     s.add_argument("--no-profile", action="store_true", help="write no Metaflow profile")
     s.set_defaults(fn=cmd_local)
+    text = ("delete whole old runs (with their steps, tasks, metadata and artifacts, one run per "
+            "transaction); a running run and a run tagged --keep-tag are always kept")
+    s = sub.add_parser("retain", help="delete old runs to stay inside the database's size",
+                       description=text, formatter_class=fmt)
+    s.add_argument("dsn", nargs="?", help=dsn_help)
+    s.add_argument("--keep-days", type=int, help="delete runs older than this many days")
+    s.add_argument("--keep-runs", type=int, help="keep only the newest N runs of each flow")
+    s.add_argument("--keep-tag", default="keep", help="runs with this tag are never deleted ('' = none)")
+    s.add_argument("--flow", help="only this flow (default: every flow)")
+    s.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    s.add_argument("--datastore-root", help="also delete each run's folder under this local Metaflow "
+                                            "datastore root (METAFLOW_DATASTORE_SYSROOT_LOCAL); "
+                                            "shared artifact contents stay")
+    s.set_defaults(fn=cmd_retain)
     text = "build the router's Cloudflare Worker bundle (needs npm)"
     s = sub.add_parser("worker-bundle", help=text, description=text, formatter_class=fmt)
     s.add_argument("--output", "-o", help="file to write (default: print the bundle)")

@@ -1,0 +1,87 @@
+"""`python -m mfs retain`: delete whole old runs so that a free database stays inside its size.
+
+The policy and the deletion are SQL (sql/0016_retention.sql): `mfs.retention_candidates` lists
+the runs to go (never a running run, never one tagged with the keep tag), `mfs.delete_run`
+deletes one run with its steps, tasks, metadata and artifacts in one transaction. Here: the
+plan, the progress, and optionally the runs' folders in a local Metaflow datastore.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import asyncpg
+
+from .aio import run_sync
+
+
+@dataclass(frozen=True)
+class Candidate:
+    flow_id: str
+    run_number: int
+    run_id: Optional[str]
+    ts_epoch: int
+    tasks: int
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self.flow_id}/{self.run_id or self.run_number}"
+
+
+def plan(dsn: str, keep_days: Optional[int], keep_runs: Optional[int], keep_tag: Optional[str],
+         flow: Optional[str] = None) -> list[Candidate]:
+    """The runs the policy deletes, oldest first; changes nothing."""
+    async def go():
+        con = await asyncpg.connect(dsn)
+        try:
+            rows = await con.fetch("select * from mfs.retention_candidates($1, $2, $3, $4)",
+                                   keep_days, keep_runs, keep_tag, flow)
+        finally:
+            await con.close()
+        return [Candidate(r["flow_id"], r["run_number"], r["run_id"], r["ts_epoch"], r["tasks"])
+                for r in rows]
+    return run_sync(go())
+
+
+def delete(dsn: str, runs: list[Candidate], datastore_root: Optional[Path] = None,
+           progress: Callable[[str], None] = print) -> dict:
+    """Deletes each run in its own transaction, saying so as it goes; returns the totals."""
+    totals = {"runs": 0, "steps": 0, "tasks": 0, "metadata": 0, "artifacts": 0, "folders": 0}
+
+    async def go():
+        con = await asyncpg.connect(dsn)
+        try:
+            started = time.monotonic()
+            for i, run in enumerate(runs, 1):
+                async with con.transaction():
+                    counts = await con.fetchval("select mfs.delete_run($1, $2)::text",
+                                                run.flow_id, run.run_number)
+                counts = json.loads(counts)
+                for key, n in counts.items():
+                    totals[key] += n
+                folder = ""
+                if datastore_root is not None and _remove_run_folder(datastore_root, run):
+                    totals["folders"] += 1
+                    folder = ", its datastore folder"
+                progress(f"[{i}/{len(runs)}] deleted {run.pathspec}: {counts['tasks']} tasks, "
+                         f"{counts['metadata']} metadata and {counts['artifacts']} artifact rows{folder} "
+                         f"({time.monotonic() - started:.1f}s)")
+        finally:
+            await con.close()
+    run_sync(go())
+    return totals
+
+
+def _remove_run_folder(root: Path, run: Candidate) -> bool:
+    """The run's folder in a local datastore (<root>/<flow>/<run id>): task logs and metadata
+    files. Artifact contents (<root>/<flow>/data) are shared between runs and stay."""
+    folder = (root / run.flow_id / str(run.run_id or run.run_number)).resolve()
+    if root.resolve() not in folder.parents or not folder.is_dir():
+        return False
+    shutil.rmtree(folder)
+    return True
