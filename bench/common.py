@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-from mfs import ROUTER_DIR, migrations  # noqa: E402
+from mfs import migrations  # noqa: E402
 from mfs.aio import run_sync  # noqa: E402,F401 (the benchmarks call common.run_sync)
 from mfs.local_postgres import DEBIAN_BIN, LocalPostgres  # noqa: E402
 from mfs.processes import free_port  # noqa: E402
@@ -99,11 +99,8 @@ class Router:
 def load_routes() -> list[dict]:
     """The route table of routes.ts, as Deno evaluates it (query lists are built from constants
     and helpers): [{method, pattern, op, query, static, parts}], in order."""
-    import subprocess
-    from mfs.router import deno_binary
-    code = 'import { ROUTES } from "./routes.ts"; console.log(JSON.stringify(ROUTES));'
-    table = json.loads(subprocess.run([deno_binary(), "eval", code], cwd=ROUTER_DIR, capture_output=True,
-                                      text=True, timeout=120, check=True).stdout)
+    from mfs.routes import route_table
+    table = route_table()
     return [dict(method=r["method"], pattern=r["pattern"], op=r["op"], query=r.get("query", []),
                  static=bool(r.get("static")), parts=r["pattern"].split("/")[1:]) for r in table]
 

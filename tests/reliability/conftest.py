@@ -42,25 +42,11 @@ def figure(line: str) -> None:
     print(line)
 
 
-def parse_routes(text: str | None = None) -> list[tuple[str, str]]:
-    """(METHOD, /openapi/{style}) of every entry of ROUTES in routes.ts, by regex."""
-    text = text if text is not None else (ROUTER_DIR / "routes.ts").read_text()
-    consts = {m.group(1): m.group(2)
-              for m in re.finditer(r'^const (\w+) = [`"]([^`"]*)[`"];', text, re.M)}
+def parse_routes() -> list[tuple[str, str]]:
+    """(METHOD, /openapi/{style}) of every entry of ROUTES in routes.ts, as the router reads it."""
+    from mfs.routes import route_table
 
-    def expand(s: str) -> str:
-        for _ in range(5):
-            s = re.sub(r"\$\{(\w+)\}", lambda m: consts[m.group(1)], s)
-        return s
-
-    consts = {k: expand(v) for k, v in consts.items()}
-    body = text[text.index("export const ROUTES"):]
-    body = body[:body.index("];")]
-    out = []
-    for m in re.finditer(r'method:\s*"(\w+)",\s*pattern:\s*(?:([A-Z_]+)\b|[`"]([^`"]*)[`"])', body):
-        pattern = consts[m.group(2)] if m.group(2) else expand(m.group(3))
-        out.append((m.group(1), re.sub(r":(\w+)", r"{\1}", pattern)))
-    return out
+    return [(r["method"], re.sub(r":(\w+)", r"{\1}", r["pattern"])) for r in route_table()]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import yaml
 from openapi_spec_validator import validate
 
 from .conftest import OPENAPI, ROUTER_DIR, parse_routes
+from mfs.routes import route_table
 
 METHODS = {"get", "post", "patch", "put", "delete", "head", "options"}
 
@@ -72,18 +73,6 @@ def test_each_operation_is_documented_usefully():
     assert err["required"] == ["message"] and err["properties"]["message"]["type"] == "string"
     for name in ("ObjectCreate", "RunCreate", "TaskCreate", "TagMutate", "MetadataCreate", "ArtifactCreate"):
         assert name in doc["components"]["schemas"]
-
-
-def route_table() -> list[dict]:
-    """ROUTES of routes.ts as the router itself evaluates them (query lists are built from
-    constants and helpers, which a regex cannot follow)."""
-    import json
-    import subprocess
-    from mfs.router import deno_binary
-    code = 'import { ROUTES } from "./routes.ts"; console.log(JSON.stringify(ROUTES));'
-    out = subprocess.run([deno_binary(), "eval", code], cwd=ROUTER_DIR, capture_output=True, text=True,
-                         timeout=120, check=True).stdout
-    return json.loads(out)
 
 
 def test_query_parameters_match_the_route_table():
