@@ -8,8 +8,6 @@ import pytest
 
 from testkit import q
 
-NOW_S = int(time.time())
-
 
 @pytest.fixture
 def runs(api, migrated_db):
@@ -34,8 +32,9 @@ def runs(api, migrated_db):
                           json=[{"field_name": "attempt_ok", "value": str(status == "completed"),
                                  "type": "internal_attempt_status", "tags": ["attempt_id:0"]}])
             assert ok.status_code == 200
+        now_s = int(time.time())  # now, not at import: a long suite would make "running" stale
         q(migrated_db, "update runs_v3 set ts_epoch = $2, last_heartbeat_ts = $3 where run_number = $1",
-          n, ts, NOW_S if status == "running" else NOW_S - 3600)
+          n, ts, now_s if status == "running" else now_s - 3600)
     return plan
 
 
