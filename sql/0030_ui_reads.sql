@@ -123,10 +123,9 @@ declare
 begin
     if grp is null then
         execute format(
-            'select coalesce(jsonb_agg(mfs.ui_run_json(x.rr, x.status) order by x.n), ''[]'')
-               from (select d.*, row_number() over () as n
-                       from (%s) d where %s order by %s limit $1 offset $2) x',
-            derived, cond, ord)
+            'select coalesce(jsonb_agg(mfs.ui_run_json(x.rr, x.status) order by %4$s), ''[]'')
+               from (select d.* from (%1$s) d where %2$s order by %3$s limit $1 offset $2) x',
+            derived, cond, ord, replace(ord, 'd.', 'x.'))
         into rows using pg.lim + 1, pg.off;
         return row(200, rows, null::text);
     end if;
@@ -200,8 +199,8 @@ $$;
 
 -- GET /ui/flows/{flow_id}/runs/{run_number}/tasks: every attempt of every task of a run (one row
 -- per attempt, as the official UI backend lists tasks) with status, started_at, finished_at,
--- duration, attempt_ok and task_ok (the _task_ok artifact's location when no attempt_ok was
--- recorded); filters step_name, task_id (comma lists) and attempt_id; oldest first; _limit
+-- duration, attempt_ok and task_ok / task_ok_sha (the _task_ok artifact's location and sha when
+-- no attempt_ok was recorded); filters step_name, task_id (comma lists) and attempt_id; oldest first; _limit
 -- (default 1000) and _page. The statuses follow the official UI backend's task rule.
 create or replace function mfs_api.ui_run_tasks(a jsonb, b jsonb) returns mfs.reply
 language plpgsql stable as $$
@@ -226,13 +225,13 @@ begin
            and (task_keys is null or t.task_id::text = any (task_keys) or t.task_name = any (task_keys))),
     ev as (
         select m.step_name, m.task_id, mfs.ui_metadata_attempt(m) as n, m.field_name as kind,
-               m.ts_epoch, m.value, null::text as location
+               m.ts_epoch, m.value, null::text as location, null::text as sha
           from public.metadata_v3 m
          where m.flow_id = r.flow_id and m.run_number = r.run_number
            and m.field_name in ('attempt', 'attempt-done', 'attempt_ok')
            and (steps is null or m.step_name = any (steps))
         union all
-        select x.step_name, x.task_id, x.attempt_id, '_task_ok', x.ts_epoch, null, x.location
+        select x.step_name, x.task_id, x.attempt_id, '_task_ok', x.ts_epoch, null, x.location, x.sha
           from public.artifact_v3 x
          where x.flow_id = r.flow_id and x.run_number = r.run_number and x.name = '_task_ok'
            and (steps is null or x.step_name = any (steps))),
@@ -242,13 +241,14 @@ begin
                max(e.ts_epoch) filter (where e.kind in ('attempt-done', 'attempt_ok')) as done_at,
                max(e.ts_epoch) filter (where e.kind = '_task_ok') as task_ok_at,
                max(e.location) filter (where e.kind = '_task_ok') as task_ok_location,
+               max(e.sha) filter (where e.kind = '_task_ok') as task_ok_sha,
                (array_agg(case when lower(e.value) in ('true', 't', '1') then true
                                when lower(e.value) in ('false', 'f', '0') then false end
                           order by e.ts_epoch desc) filter (where e.kind = 'attempt_ok'))[1] as ok
           from ev e where e.n is not null
          group by e.step_name, e.task_id, e.n),
     joined as (
-        select t.tt as t, a2.n, a2.started_at, a2.done_at, a2.task_ok_at, a2.task_ok_location, a2.ok,
+        select t.tt as t, a2.n, a2.started_at, a2.done_at, a2.task_ok_at, a2.task_ok_location, a2.task_ok_sha, a2.ok,
                lead(a2.started_at) over (partition by t.step_name, t.task_id order by a2.n) as next_start,
                (a2.n is null) as no_attempt
           from tk t left join att a2 on a2.step_name = t.step_name and a2.task_id = t.task_id),
@@ -269,6 +269,7 @@ begin
                                        then s.hb * 1000 else s.fin_raw end,
                    'attempt_ok', s.ok,
                    'task_ok', case when s.ok is null then s.task_ok_location end,
+                   'task_ok_sha', case when s.ok is null then s.task_ok_sha end,
                    'status', case
                        when s.ok is true then 'completed'
                        when s.ok is false then 'failed'

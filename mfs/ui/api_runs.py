@@ -128,7 +128,7 @@ async def parameters(request: web.Request):
     for a in await parameters_task_artifacts(request):
         if a["name"].startswith("_") or a["name"] == "name":
             continue
-        value, why = await ds.artifact_value_async(a["flow_id"], a["location"])
+        value, why = await ds.artifact_value_async(a["flow_id"], a["location"], a.get("sha"))
         out[a["name"]] = {"value": display(value) if why is None else f"<{why}>"}
     return reply(request, out)
 
@@ -139,7 +139,7 @@ async def dag(request: web.Request):
     found = [a for a in await parameters_task_artifacts(request) if a["name"] == "_graph_info"]
     if not found:
         return error(404, "this run has no _graph_info artifact (yet)", "dag-not-found")
-    value, why = await request.app["datastore"].artifact_value_async(found[-1]["flow_id"], found[-1]["location"])
+    value, why = await request.app["datastore"].artifact_value_async(found[-1]["flow_id"], found[-1]["location"], found[-1].get("sha"))
     if why:
         return error(500, f"the DAG of this run could not be read: {why}", "dag-unreadable")
     return reply(request, value)

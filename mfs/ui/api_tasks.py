@@ -10,12 +10,14 @@ from .api_runs import display, run_path
 from .envelope import error, guarded, reply, service_page
 
 
-async def settle_unknown(app, rows: list) -> list:
-    """An attempt that finished without attempt_ok metadata: its `_task_ok` artifact decides."""
+async def settle_unknown(app, rows: list, read: bool = True) -> list:
+    """An attempt that finished without attempt_ok metadata: its `_task_ok` artifact decides
+    (read=False: left "unknown", as the UI asks again with postprocess=true)."""
     ds = app["datastore"]
     for r in rows:
-        if r.get("status") == "unknown" and r.get("task_ok"):
-            value, why = await ds.artifact_value_async(r["flow_id"], r["task_ok"])
+        sha = r.pop("task_ok_sha", None)
+        if read and r.get("status") == "unknown" and r.get("task_ok"):
+            value, why = await ds.artifact_value_async(r["flow_id"], r["task_ok"], sha)
             if why is None:
                 r["status"] = "completed" if value else "failed"
     return rows
@@ -30,8 +32,7 @@ async def task_rows(request: web.Request, params: dict, default_limit: int = 100
     if q.get("attempt_id", "").isdigit():
         params["attempt_id"] = q["attempt_id"]
     rows, page, has_next = await service_page(request, "/ui" + run_path(request) + "/tasks", params, default_limit)
-    if q.get("postprocess") == "true":
-        rows = await settle_unknown(request.app, rows)
+    rows = await settle_unknown(request.app, rows, read=q.get("postprocess") == "true")
     if q.get("_order", "").startswith("-"):
         rows.reverse()
     return rows, page, has_next
@@ -93,7 +94,7 @@ async def task_artifacts(request: web.Request):
     if q.get("postprocess") == "true":
         ds = request.app["datastore"]
         for a in rows:
-            value, why = await ds.artifact_value_async(a["flow_id"], a["location"])
+            value, why = await ds.artifact_value_async(a["flow_id"], a["location"], a.get("sha"))
             a["content"] = display(value) if why is None else None
     return reply(request, rows, page=page, has_next=has_next)
 

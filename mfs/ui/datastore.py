@@ -102,26 +102,30 @@ class Datastore:
             return None
 
     # -- artifacts -------------------------------------------------------------------------
-    def _artifact_bytes(self, flow_id: str, location: str) -> Optional[bytes]:
+    def _artifact_bytes(self, flow_id: str, location: str, sha: Optional[str]) -> Optional[bytes]:
+        """The blob of an artifact from the configured datastore. Metaflow records a local
+        artifact as ":root:<datastore root>" (the blob is <root>/<flow>/data/<sha[:2]>/<sha>) and an
+        S3 one by its URL; either way the read stays under the configured root's flow data."""
         flow_id = _component(flow_id)
-        if location.startswith("s3://"):
+        if location.startswith(":root:") or not location.startswith("s3://"):
+            if not sha or not re.fullmatch(r"[0-9a-f]{40,64}", sha):
+                raise DatastoreError(400, "artifact without a valid sha")
+            if self.config.datastore == "s3" and self.config.s3_root:
+                raw = self._s3_read(f"{self.config.s3_root}/{flow_id}/data/{sha[:2]}/{sha}")
+            else:
+                path = self._local_path(self.config.local_root, flow_id, "data", sha[:2], sha)
+                raw = path.read_bytes() if path.is_file() else None
+        else:
             root = self.config.s3_root
             if not root or not location.startswith(f"{root}/{flow_id}/data/") or "/../" in location:
                 raise DatastoreError(400, "artifact location outside the datastore")
             raw = self._s3_read(location)
-        else:
-            root = self.config.local_root
-            data = self._local_path(root, flow_id, "data")
-            path = Path(location).resolve()
-            if data not in path.parents:
-                raise DatastoreError(400, "artifact location outside the datastore")
-            raw = path.read_bytes() if path.is_file() else None
         return None if raw is None else gzip.decompress(raw)
 
-    def artifact_value(self, flow_id: str, location: str):
+    def artifact_value(self, flow_id: str, location: str, sha: Optional[str] = None):
         """(value, None) for plain-data artifacts, (None, reason) otherwise."""
         try:
-            blob = self._artifact_bytes(flow_id, location)
+            blob = self._artifact_bytes(flow_id, location, sha)
         except (OSError, EOFError, gzip.BadGzipFile) as e:
             return None, f"unreadable ({type(e).__name__})"
         if blob is None:
@@ -131,8 +135,8 @@ class Datastore:
         except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as e:
             return None, f"not plain data ({e})"
 
-    async def artifact_value_async(self, flow_id: str, location: str):
-        return await asyncio.to_thread(self.artifact_value, flow_id, location)
+    async def artifact_value_async(self, flow_id: str, location: str, sha: Optional[str] = None):
+        return await asyncio.to_thread(self.artifact_value, flow_id, location, sha)
 
     # -- logs ------------------------------------------------------------------------------
     def log_lines(self, pathspec: list[str], attempt: int, stream: str) -> list[tuple[Optional[int], str]]:

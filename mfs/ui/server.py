@@ -12,7 +12,6 @@ import asyncio
 import json
 import signal
 from pathlib import Path
-from typing import Optional
 
 from aiohttp import web
 
