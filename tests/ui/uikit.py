@@ -113,8 +113,10 @@ class Scene:
 
 
 def age_run(dsn: str, flow: str, seconds: int) -> None:
-    """Moves a run's heartbeat back, as if it had stopped beating `seconds` ago (a failed run
-    reads as running until the official 6-minute cutoff has passed)."""
+    """Moves a flow's runs `seconds` into the past, as if they had ended that long ago (a failed
+    run reads as running until the official 6-minute heartbeat cutoff has passed)."""
     from testkit import q
-    q(dsn, "update public.runs_v3 set last_heartbeat_ts = last_heartbeat_ts - $2 where flow_id = $1", flow, seconds)
-    q(dsn, "update public.tasks_v3 set last_heartbeat_ts = last_heartbeat_ts - $2 where flow_id = $1", flow, seconds)
+    for table in ("runs_v3", "steps_v3", "tasks_v3", "metadata_v3", "artifact_v3"):
+        q(dsn, f"update public.{table} set ts_epoch = ts_epoch - $2::bigint * 1000 where flow_id = $1", flow, seconds)
+    for table in ("runs_v3", "tasks_v3"):
+        q(dsn, f"update public.{table} set last_heartbeat_ts = last_heartbeat_ts - $2 where flow_id = $1", flow, seconds)
