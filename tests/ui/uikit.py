@@ -4,7 +4,6 @@ run still in progress)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
