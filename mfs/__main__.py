@@ -1,4 +1,4 @@
-"""Command line: python -m mfs {migrate,pending,serve,quota,local,ping,worker-bundle,deno-bundle}.
+"""Command line: python -m mfs {migrate,pending,serve,quota,local,ui,ping,worker-bundle,deno-bundle}.
 See README.md."""
 
 from __future__ import annotations
@@ -131,6 +131,15 @@ def cmd_ping(args) -> None:
     print(f"{url} is up ({time.monotonic() - started:.1f}s)")
 
 
+def cmd_ui(args) -> None:
+    """The Metaflow UI on this machine over the configured metadata service and datastore."""
+    from .ui import bundle, config, server
+
+    cfg = config.load(args.profile)
+    folder = bundle.ensure(args.bundle, sha256=args.bundle_sha256)
+    server.serve(cfg, folder, host=args.host, port=args.port)
+
+
 def _expected_errors() -> tuple:
     """Failures a user can act on: shown as one line (MFS_DEBUG=1 shows the traceback)."""
     import asyncpg
@@ -138,8 +147,10 @@ def _expected_errors() -> tuple:
     from .local_service import LocalServiceError
     from .migrations import MigrationError
     from .postgres_binaries import PostgresUnavailable
+    from .ui.bundle import BundleError
+    from .ui.config import ConfigError
 
-    return (MigrationError, PostgresUnavailable, LocalServiceError, asyncpg.PostgresError,
+    return (MigrationError, PostgresUnavailable, LocalServiceError, BundleError, ConfigError, asyncpg.PostgresError,
             OSError, RuntimeError, ValueError)
 
 
@@ -205,6 +216,19 @@ def parser() -> argparse.ArgumentParser:
                                             "datastore root (METAFLOW_DATASTORE_SYSROOT_LOCAL); "
                                             "shared artifact contents stay")
     s.set_defaults(fn=cmd_retain)
+    text = ("the official Metaflow UI on this machine, backed by the metadata service and datastore "
+            "of Metaflow's configuration (environment, else the profile); the API key stays here")
+    s = sub.add_parser("ui", help="serve the Metaflow UI locally over the service", description=text,
+                       formatter_class=fmt)
+    s.add_argument("--port", type=int, default=8083, help="port to listen on")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (other than loopback: "
+                                                        "anyone who can reach it sees your runs)")
+    s.add_argument("--profile", help="Metaflow profile (config_<profile>.json; default: $METAFLOW_PROFILE, "
+                                     "else config.json)")
+    s.add_argument("--bundle", help="a local metaflow-ui-<version>.zip (default: $MFS_UI_BUNDLE, else the "
+                                    "pinned release, downloaded once into ~/.metaflow-serverless/ui)")
+    s.add_argument("--bundle-sha256", help="require this sha256 of the zip (default: $MFS_UI_BUNDLE_SHA256)")
+    s.set_defaults(fn=cmd_ui)
     text = "build the router's Cloudflare Worker bundle (needs npm)"
     s = sub.add_parser("worker-bundle", help=text, description=text, formatter_class=fmt)
     s.add_argument("--output", "-o", help="file to write (default: print the bundle)")

@@ -21,6 +21,10 @@ const RUN_FILTERS = [...EQ_NE("status"), ...EQ_NE("user"), ...EQ_NE("user_name")
   "_tags", "_tags:any", "_tags:all"];
 const TASK_FILTERS = [...EQ_NE("user_name"), ...COMPARE("ts_epoch")];
 const RUN = "/flows/:flow_id/runs/:run_number";
+// UI lists page by number (_page), as the UI does
+const UI_PAGED = ["_limit", "_page"];
+const UI_RUNS_QUERY = [...UI_PAGED, "_order", "_group", "_group_limit", ...EQ_NE("flow_id"), ...EQ_NE("run_number"),
+  ...RUN_FILTERS];
 const STEP = `${RUN}/steps/:step_name`;
 const TASK = `${STEP}/tasks/:task_id`;
 
@@ -77,6 +81,24 @@ export const ROUTES: Route[] = [
     query: PAGED,
   },
   { method: "GET", pattern: `${TASK}/artifacts/:name/attempt/:attempt_id`, op: "artifact_attempt_get" },
+  // Reads of the Metaflow UI (`mfs ui`, sql/0030): one request per view, with derived fields.
+  { method: "GET", pattern: "/ui/runs", op: "ui_runs", query: UI_RUNS_QUERY },
+  { method: "GET", pattern: `/ui${RUN}`, op: "ui_run" },
+  { method: "GET", pattern: `/ui${RUN}/steps`, op: "ui_run_steps" },
+  { method: "GET", pattern: `/ui${RUN}/tasks`, op: "ui_run_tasks", query: [...UI_PAGED, "step_name", "task_id", "attempt_id"] },
+  {
+    method: "GET",
+    pattern: `/ui${RUN}/metadata`,
+    op: "ui_run_metadata",
+    query: [...UI_PAGED, "step_name", "task_id", "attempt_id", "field_name"],
+  },
+  {
+    method: "GET",
+    pattern: `/ui${RUN}/artifacts`,
+    op: "ui_run_artifacts",
+    query: [...UI_PAGED, "step_name", "task_id", "attempt_id", "name"],
+  },
+  { method: "GET", pattern: "/ui/autocomplete/:kind", op: "ui_autocomplete", query: ["_limit", "contains", "flow_id", "run_number"] },
 ];
 
 export type Match =

@@ -1,0 +1,56 @@
+"""Cards of a task: the list ({id, hash, type}) and each card's HTML, read from the card root
+of the datastore (files `<type>-[<id>-]<hash>.html`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from .envelope import error, guarded, reply
+
+
+def _pathspec(request: web.Request) -> list[str]:
+    m = request.match_info
+    return [m["flow_id"], m["run_number"], m["step_name"], m["task_id"]]
+
+
+def _parse(name: str):
+    parts = name[: -len(".html")].split("-")
+    if len(parts) == 2:
+        return {"type": parts[0], "id": None, "hash": parts[1]}
+    if len(parts) == 3:
+        return {"type": parts[0], "id": parts[1], "hash": parts[2]}
+    return None
+
+
+@guarded
+async def cards(request: web.Request):
+    names = await asyncio.to_thread(request.app["datastore"].card_files, _pathspec(request))
+    data = [c for c in map(_parse, names) if c]
+    return reply(request, data)
+
+
+@guarded
+async def card(request: web.Request):
+    ds, want = request.app["datastore"], request.match_info["hash"]
+    names = await asyncio.to_thread(ds.card_files, _pathspec(request))
+    for name in names:
+        c = _parse(name)
+        if c and c["hash"] == want:
+            html = await asyncio.to_thread(ds.card_file, _pathspec(request), name)
+            if html is not None:
+                return web.Response(body=html, content_type="text/html")
+    return error(404, "card not found")
+
+
+@guarded
+async def card_data(request: web.Request):
+    return error(404, "card data not found for task")
+
+
+def routes(add) -> None:
+    task_r = "/flows/{flow_id}/runs/{run_number}/steps/{step_name}/tasks/{task_id}"
+    add(task_r + "/cards", cards)
+    add(task_r + "/cards/{hash}", card)
+    add(task_r + "/cards/{hash}/data", card_data)
