@@ -68,7 +68,8 @@ def cmd_local(args) -> None:
 
     run(LocalOptions(data_dir=Path(args.data_dir).expanduser(), port=args.port,
                      db_port=args.db_port, postgres=args.postgres,
-                     profile=None if args.no_profile else args.profile))
+                     profile=None if args.no_profile else args.profile,
+                     ui_port=args.ui_port if args.ui else None))
 
 
 def cmd_retain(args) -> None:
@@ -201,6 +202,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", default="local",
                    help="Metaflow profile to write while running (METAFLOW_PROFILE=<name>)")
     s.add_argument("--no-profile", action="store_true", help="write no Metaflow profile")
+    s.add_argument("--ui", action="store_true", help="also serve the Metaflow UI (python -m mfs ui)")
+    s.add_argument("--ui-port", type=int, default=8083, help="the UI's port, with --ui")
     s.set_defaults(fn=cmd_local)
     text = ("delete whole old runs (with their steps, tasks, metadata and artifacts, one run per "
             "transaction); a running run and a run tagged --keep-tag are always kept")

@@ -19,6 +19,8 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ from .local_postgres import LocalPostgres
 from .migrations import apply
 from .postgres_binaries import find_bin_dir
 from .private_file import write_private
-from .processes import command_name, free_port, pid_alive, stop_group, stop_process
+from .processes import command_name, free_port, pid_alive, stop_group, stop_process, wait_port
 from .router import start_router
 
 STATE_FILE = "running.json"
@@ -52,6 +54,7 @@ class LocalOptions:
     db_port: Optional[int] = None
     postgres: str = "auto"
     profile: Optional[str] = "local"  # None: write no profile
+    ui_port: Optional[int] = None     # also serve the Metaflow UI (mfs ui) on this port
 
 
 def _say(out: Callable[[str], None], text: str) -> None:
@@ -90,6 +93,10 @@ def _clean_up_after_dead_instance(state: Path, pg: LocalPostgres, out) -> None:
     if router_pid and pid_alive(router_pid) and command_name(router_pid) == "deno":
         _say(out, f"stopping the router left running by an earlier mfs local (pid {router_pid})")
         stop_group(router_pid, timeout=10)
+    ui_pid = int(left.get("ui_pid") or 0)
+    if ui_pid and pid_alive(ui_pid) and _is_mfs_ui(ui_pid):
+        _say(out, f"stopping the UI left running by an earlier mfs local (pid {ui_pid})")
+        stop_group(ui_pid, timeout=10)
     if left.get("profile"):
         metaflow_profile.restore(left["profile"]["values"], left["profile"]["files"])
     pid = pg.running_pid()
@@ -97,6 +104,35 @@ def _clean_up_after_dead_instance(state: Path, pg: LocalPostgres, out) -> None:
         _say(out, f"stopping the PostgreSQL left running by an earlier mfs local (pid {pid})")
         pg.stop()
     (state / STATE_FILE).unlink(missing_ok=True)
+
+
+def _is_mfs_ui(pid: int) -> bool:
+    try:
+        return b"mfs\0ui\0" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _start_ui(port: int, service_url: str, key: str, log: Path) -> subprocess.Popen:
+    """`python -m mfs ui` for this service (local datastore: Metaflow's default, the working
+    folder's .metaflow, unless METAFLOW_DATASTORE_SYSROOT_LOCAL says otherwise)."""
+    env = {**os.environ, "METAFLOW_DEFAULT_METADATA": "service", "METAFLOW_SERVICE_URL": service_url,
+           "METAFLOW_SERVICE_AUTH_KEY": key}
+    env.setdefault("METAFLOW_DEFAULT_DATASTORE", "local")
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "mfs", "ui", "--port", str(port)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, 120, proc.pid)
+    except (RuntimeError, TimeoutError):
+        stop_process(proc)
+        said = log.read_text(errors="replace").strip().splitlines()
+        raise LocalServiceError(f"the Metaflow UI did not start: {said[-1] if said else 'no output'} "
+                                f"(log: {log})") from None
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
 
 
 def _check_port_free(port: int) -> None:
@@ -119,7 +155,7 @@ def run(opts: LocalOptions, out: Callable[[str], None] = print) -> None:
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = _lock(state)
     started = time.monotonic()
-    router = pg = profile = None
+    router = ui = pg = profile = None
     try:
         key_file = state / "api-key"
         if not key_file.exists():
@@ -129,6 +165,8 @@ def run(opts: LocalOptions, out: Callable[[str], None] = print) -> None:
         pg = LocalPostgres(bin_dir, state / "pgdata", port=opts.db_port or free_port())
         _clean_up_after_dead_instance(state, pg, out)
         _check_port_free(opts.port)
+        if opts.ui_port:
+            _check_port_free(opts.ui_port)
         _say(out, f"starting PostgreSQL ({bin_dir}) with data in {pg.data_dir} ...")
         pg.start()
         if pg.data_dir.is_symlink():
@@ -143,8 +181,11 @@ def run(opts: LocalOptions, out: Callable[[str], None] = print) -> None:
                       "METAFLOW_SERVICE_AUTH_KEY": key, "METAFLOW_DEFAULT_DATASTORE": "local"}
             paths = metaflow_profile.targets(opts.profile, write_default="never")
             profile = {"values": values, "files": metaflow_profile.write(values, paths)}
+        if opts.ui_port:
+            _say(out, f"starting the Metaflow UI on port {opts.ui_port} ...")
+            ui = _start_ui(opts.ui_port, url, key, state / "ui.log")
         write_private(state / STATE_FILE, json.dumps({
-            "pid": os.getpid(), "url": url, "router_pid": router.pid,
+            "pid": os.getpid(), "url": url, "router_pid": router.pid, "ui_pid": ui.pid if ui else None,
             "postgres_pid": pg.running_pid(), "profile": profile}))
         _say(out, f"\nready in {time.monotonic() - started:.1f}s. To run a flow against it:\n")
         if profile:
@@ -153,7 +194,10 @@ def run(opts: LocalOptions, out: Callable[[str], None] = print) -> None:
         _say(out, "  export METAFLOW_DEFAULT_METADATA=service")
         _say(out, f"  export METAFLOW_SERVICE_URL={url}")
         _say(out, f"  export METAFLOW_SERVICE_AUTH_KEY=$(cat {key_file})")
-        _say(out, "  python your_flow.py run\n\nCtrl-C stops the router and PostgreSQL.")
+        _say(out, "  python your_flow.py run\n")
+        if ui:
+            _say(out, f"The Metaflow UI: http://127.0.0.1:{opts.ui_port}/   (its log: {state / 'ui.log'})\n")
+        _say(out, "Ctrl-C stops the router and PostgreSQL.")
         code = router.wait()
         raise LocalServiceError(f"the router exited with code {code}; PostgreSQL stopped too")
     except Stopped as stop:
@@ -164,6 +208,7 @@ def run(opts: LocalOptions, out: Callable[[str], None] = print) -> None:
         try:
             if profile:
                 metaflow_profile.restore(profile["values"], profile["files"])
+            stop_process(ui)
             stop_process(router)
             if pg is not None:
                 pg.stop()

@@ -226,3 +226,31 @@ def test_mfs_local_says_in_one_line_when_postgres_cannot_start(tmp_path):
     assert res.stderr.strip().splitlines()[-1].startswith("error: PostgreSQL did not start"), res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "mfhome" / "config_local.json").exists()
+
+
+UI_BUNDLE = ROOT.parent / "shared" / "vendor" / "metaflow-ui" / "metaflow-ui-v1.3.14.zip"
+
+
+def test_mfs_local_ui_serves_the_ui_over_the_local_service_and_stops_with_it(tmp_path):
+    assert UI_BUNDLE.exists(), f"the UI bundle fixture is missing: {UI_BUNDLE} (../shared of the repo)"
+    env = {**local_env(tmp_path), "MFS_UI_BUNDLE": str(UI_BUNDLE), "MFS_UI_CACHE": str(tmp_path / "ui")}
+    data_dir, port, ui_port = tmp_path / "local", free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mfs", "local", "--data-dir", str(data_dir), "--port",
+                             str(port), "--ui", "--ui-port", str(ui_port)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out, lines = read_until(proc, "Ctrl-C stops", 180)
+        assert f"The Metaflow UI: http://127.0.0.1:{ui_port}/" in out
+        page = requests.get(f"http://127.0.0.1:{ui_port}/", timeout=10)
+        assert page.status_code == 200 and "window.METAFLOW_SERVICE" in page.text
+        key = (data_dir / "api-key").read_text().strip()
+        assert key not in page.text
+        api = requests.get(f"http://127.0.0.1:{ui_port}/api/runs", timeout=30)
+        assert api.status_code == 200 and api.json()["data"] == []  # the local service's (empty) runs
+        running = json.loads((data_dir / "running.json").read_text())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert "Traceback" not in drain(lines)
+        assert not pid_alive(running["ui_pid"]) and not port_open(ui_port)
+    finally:
+        stop_everything(proc, data_dir)
