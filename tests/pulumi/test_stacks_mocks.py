@@ -145,3 +145,9 @@ def test_migrations_and_quota_use_the_database_url_secretly(stack_run):
     assert schema.plain["dsn"] == quota.plain["dsn"]
     assert schema.plain["migrations"] and schema.plain["migrations"] == sorted(
         schema.plain["migrations"])
+
+
+def test_the_stack_tells_how_to_open_the_ui_over_its_profile(stack_run):
+    stack, run = stack_run
+    assert run.outputs["metaflow_profile"]["value"] == stack
+    assert run.outputs["open_the_ui"]["value"].startswith(f"METAFLOW_PROFILE={stack} python -m mfs ui")
