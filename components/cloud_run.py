@@ -14,6 +14,16 @@ import pulumi
 
 from .providers.supabase_api import router_files
 
+# Cloud Run's container contract: listen on all interfaces at $PORT, which the platform sets
+# (PORT is a reserved name: a service may not set it, only choose it through `ports`)
+CONTAINER_PORT = 8080
+MOUNT = "/router"
+
+
+def container_env(quota_scope: str) -> dict:
+    """The plain environment of the container (the secrets come from Secret Manager)."""
+    return {"HOST": "0.0.0.0", "QUOTA_SCOPE": quota_scope, "DENO_DIR": "/tmp/deno"}
+
 
 def cloud_run_service(name, s, database_url, api_key, quota_scope, parent) -> pulumi.Output:
     import pulumi_gcp as gcp
@@ -59,8 +69,7 @@ def cloud_run_service(name, s, database_url, api_key, quota_scope, parent) -> pu
     envs = [{"name": var, "value_source": {"secret_key_ref": {"secret": sec.secret_id,
                                                               "version": ver.version}}}
             for var, (sec, ver) in env_secrets.items()]
-    envs += [{"name": "QUOTA_SCOPE", "value": quota_scope},
-             {"name": "DENO_DIR", "value": "/tmp/deno"}]
+    envs += [{"name": k, "value": v} for k, v in container_env(quota_scope).items()]
     service = gcp.cloudrunv2.Service(
         f"{name}-service", project=project, location=region, name=f"{s.project_name}-router",
         ingress="INGRESS_TRAFFIC_ALL", deletion_protection=False,
@@ -73,9 +82,10 @@ def cloud_run_service(name, s, database_url, api_key, quota_scope, parent) -> pu
                 "image": s.router_image,
                 "commands": ["deno"],
                 "args": ["run", "--allow-net", "--allow-env", "--allow-read",
-                         "--allow-write=/tmp", "/router/main.ts"],
+                         "--allow-write=/tmp", f"{MOUNT}/main.ts"],
                 "envs": envs,
-                "volume_mounts": [{"name": "router", "mount_path": "/router"}],
+                "ports": {"container_port": CONTAINER_PORT},
+                "volume_mounts": [{"name": "router", "mount_path": MOUNT}],
                 "resources": {"cpu_idle": True, "limits": {"cpu": "1", "memory": "512Mi"}},
             }],
         },
