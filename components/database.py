@@ -44,6 +44,7 @@ class Database(pulumi.ComponentResource):
         self.backend = args.backend
         self.supabase_ref = None
         self.supabase_url = None
+        self.pooled_url = None  # a pooler URL for serverless clients, where the vendor has one
         if args.backend == "supabase":
             db_pass = s.secret("supabaseDbPassword") or RandomSecret(f"{name}-password", 24, child).value
             project = SupabaseProject(
@@ -54,8 +55,9 @@ class Database(pulumi.ComponentResource):
             raw_url, self.supabase_ref, self.supabase_url = project.db_url, project.ref, project.url
         elif args.backend == "neon":
             project = NeonProject(f"{name}-neon", project_name=s.project_name, region=s.region,
-                                  api_key=s.require_secret("neonApiKey"), opts=keep)
-            raw_url = project.db_url
+                                  org_id=s.neon_org_id, api_key=s.require_secret("neonApiKey"),
+                                  opts=keep)
+            raw_url, self.pooled_url = project.db_url, project.pooled_url
         elif args.backend == "cockroach":
             raw_url = self._cockroach(name, s, keep, child)
         elif args.backend == "postgres":
@@ -67,10 +69,15 @@ class Database(pulumi.ComponentResource):
             raw_url = pg.url
         self.schema = SchemaMigrations(f"{name}-schema", dsn=raw_url,
                                        drop_on_destroy=s.drop_data_on_destroy, opts=child)
-        self.url = pulumi.Output.secret(
-            pulumi.Output.all(raw_url, self.schema.applied).apply(lambda a: a[0]))
+        self.url = self._after_schema(raw_url)
+        if self.pooled_url is not None:
+            self.pooled_url = self._after_schema(self.pooled_url)
         self.register_outputs({"url": self.url, "backend": self.backend,
                                "migrations": self.schema.applied})
+
+    def _after_schema(self, url) -> pulumi.Output:
+        """`url`, known only once the schema is in place (secret)."""
+        return pulumi.Output.secret(pulumi.Output.all(url, self.schema.applied).apply(lambda a: a[0]))
 
     def _cockroach(self, name, s: Settings, keep, child):
         import pulumiverse_cockroach as cockroach

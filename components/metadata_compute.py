@@ -30,6 +30,7 @@ class MetadataComputeArgs:
     api_key: pulumi.Input[str]
     quota_scope: str
     supabase_ref: Optional[pulumi.Input[str]] = None
+    worker_database_url: Optional[pulumi.Input[str]] = None  # default: database_url
 
 
 class MetadataCompute(pulumi.ComponentResource):
@@ -53,7 +54,8 @@ class MetadataCompute(pulumi.ComponentResource):
         elif args.backend == "cloudflare-worker":
             from .cloudflare_worker import worker
 
-            self.url = worker(name, s, args.database_url, args.api_key, args.quota_scope, self)
+            self.url = worker(name, s, args.worker_database_url or args.database_url,
+                              args.api_key, args.quota_scope, self)
         elif args.backend == "cloudrun":
             from .cloud_run import cloud_run_service
 

@@ -50,10 +50,15 @@ def test_worker_bindings_carry_the_database_url_and_key_as_secrets():
     script = run.one("cloudflare:index/workersScript:WorkersScript")
     assert is_secret(script.inputs["bindings"])  # the whole list, as it holds secrets
     bindings = {b["name"]: b for b in script.plain["bindings"]}
+    # Neon's pooler host, as Neon advises for serverless clients (the Worker: no prepare, max 1)
     assert bindings["DATABASE_URL"] == {"type": "secret_text", "name": "DATABASE_URL",
-                                        "text": "postgresql://u:p@pooler:5432/postgres"}
+                                        "text": "postgresql://u:p@ep-1-pooler.neon.example/neondb"}
     assert bindings["METADATA_API_KEY"]["text"] == SECRETS["apiKey"]
     assert run.one("cloudflare:index/r2Bucket:R2Bucket").retain_on_delete
+    direct = run_program("neon-r2", {**SECRETS, "neonPooledForWorker": False})
+    bindings = {b["name"]: b for b in direct.one(
+        "cloudflare:index/workersScript:WorkersScript").plain["bindings"]}
+    assert bindings["DATABASE_URL"]["text"] == "postgresql://u:p@pooler:5432/postgres"
 
 
 def test_cloud_run_scales_to_zero_reads_secrets_from_secret_manager_and_builds_nothing():
