@@ -62,7 +62,7 @@ class StandIn:
                 req = requests.Request(self.command, url, headers=dict(self.headers),
                                        data=body).prepare()
                 parts = urlsplit(self.path)
-                path = parts.path
+                path = parts.path[len(outer.base):]  # relative to the document's server
                 with outer.lock:
                     outer.calls.append((self.command, path))
                     outer.bodies[(self.command, path)] = body
@@ -109,7 +109,7 @@ class StandIn:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         base = urlsplit((spec.get("servers") or [{"url": ""}])[0]["url"]).path.rstrip("/")
-        self.root = self.url
+        self.root, self.base = self.url, base
         self.url += base
         spec["servers"] = [{"url": self.url}]
         # published documents carry vendor keywords that a strict validation *of the document*
@@ -123,9 +123,9 @@ class StandIn:
     def count(self, method: str, path: str) -> int:
         return self.calls.count((method, path))
 
-    def example(self, name: str, **overrides) -> dict:
-        """A minimal valid instance of components.schemas[name] with `overrides` on top."""
-        return {**self._example(self.spec["components"]["schemas"][name]), **overrides}
+    def example(self, schema_name: str, /, **overrides) -> dict:
+        """A minimal valid instance of components.schemas[schema_name] with `overrides` on top."""
+        return {**self._example(self.spec["components"]["schemas"][schema_name]), **overrides}
 
     def _example(self, schema):
         if "$ref" in schema:
@@ -146,6 +146,8 @@ class StandIn:
                     for k in schema.get("required", [])}
         if kind == "array":
             return []
+        if "minimum" in schema:
+            return schema["minimum"]
         if schema.get("format") == "date-time":
             return "2025-01-01T00:00:00Z"
         return {"string": "x", "integer": 0, "number": 0, "boolean": False}.get(kind, "x")
