@@ -25,7 +25,7 @@ def container_env(quota_scope: str) -> dict:
     return {"HOST": "0.0.0.0", "QUOTA_SCOPE": quota_scope, "DENO_DIR": "/tmp/deno"}
 
 
-def cloud_run_service(name, s, database_url, api_key, quota_scope, parent) -> pulumi.Output:
+def cloud_run_service(name, s, names, database_url, api_key, quota_scope, parent) -> pulumi.Output:
     import pulumi_gcp as gcp
 
     child = pulumi.ResourceOptions(parent=parent)
@@ -33,11 +33,12 @@ def cloud_run_service(name, s, database_url, api_key, quota_scope, parent) -> pu
     apis = [gcp.projects.Service(f"{name}-api-{api.split('.')[0]}", project=project,
                                  service=api, disable_on_destroy=False, opts=child)
             for api in ("run.googleapis.com", "secretmanager.googleapis.com",
-                        "storage.googleapis.com")]
+                        "storage.googleapis.com", "iam.googleapis.com")]
     after_apis = pulumi.ResourceOptions(parent=parent, depends_on=apis)
     account = gcp.serviceaccount.Account(f"{name}-sa", project=project,
-                                         account_id=f"{s.project_name}-router"[:30],
-                                         display_name="metaflow-serverless router", opts=child)
+                                         account_id=names.name("run", max_len=30),
+                                         display_name="metaflow-serverless router",
+                                         opts=after_apis)  # a fresh project: IAM API first
     member = pulumi.Output.concat("serviceAccount:", account.email)
 
     source = gcp.storage.Bucket(f"{name}-source", project=project, location=region,
@@ -55,7 +56,7 @@ def cloud_run_service(name, s, database_url, api_key, quota_scope, parent) -> pu
     for var, value in (("DATABASE_URL", database_url), ("METADATA_API_KEY", api_key)):
         slug = var.lower().replace("_", "-")
         secret = gcp.secretmanager.Secret(f"{name}-{slug}", project=project,
-                                          secret_id=f"{s.project_name}-{slug}",
+                                          secret_id=names.name(slug),
                                           replication={"auto": {}}, opts=after_apis)
         version = gcp.secretmanager.SecretVersion(f"{name}-{slug}-v", secret=secret.id,
                                                   secret_data=pulumi.Output.secret(value),
@@ -71,7 +72,7 @@ def cloud_run_service(name, s, database_url, api_key, quota_scope, parent) -> pu
             for var, (sec, ver) in env_secrets.items()]
     envs += [{"name": k, "value": v} for k, v in container_env(quota_scope).items()]
     service = gcp.cloudrunv2.Service(
-        f"{name}-service", project=project, location=region, name=f"{s.project_name}-router",
+        f"{name}-service", project=project, location=region, name=names.name("router", max_len=49),
         ingress="INGRESS_TRAFFIC_ALL", deletion_protection=False,
         template={
             "service_account": account.email,

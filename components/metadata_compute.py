@@ -16,6 +16,7 @@ import pulumi
 
 from .providers.local_router import LocalRouter
 from .providers.supabase_api import SupabaseFunction
+from .names import StackNames
 from .settings import Settings
 
 TYPE = "metaflow-serverless:index:MetadataCompute"
@@ -26,6 +27,7 @@ FUNCTION_SLUG = "metadata-router"
 class MetadataComputeArgs:
     backend: str
     settings: Settings
+    names: StackNames
     database_url: pulumi.Input[str]
     api_key: pulumi.Input[str]
     quota_scope: str
@@ -54,12 +56,12 @@ class MetadataCompute(pulumi.ComponentResource):
         elif args.backend == "cloudflare-worker":
             from .cloudflare_worker import worker
 
-            self.url = worker(name, s, args.worker_database_url or args.database_url,
+            self.url = worker(name, s, args.names, args.worker_database_url or args.database_url,
                               args.api_key, args.quota_scope, self)
         elif args.backend == "cloudrun":
             from .cloud_run import cloud_run_service
 
-            self.url = cloud_run_service(name, s, args.database_url, args.api_key,
+            self.url = cloud_run_service(name, s, args.names, args.database_url, args.api_key,
                                          args.quota_scope, self)
         elif args.backend == "render":
             from .render import render_service

@@ -17,6 +17,7 @@ import pulumi
 from .providers.b2_api import B2Bucket
 from .providers.local_s3 import LocalS3
 from .providers.supabase_api import SupabaseBucket
+from .names import StackNames
 from .settings import Settings
 
 TYPE = "metaflow-serverless:index:ObjectStore"
@@ -26,6 +27,7 @@ TYPE = "metaflow-serverless:index:ObjectStore"
 class ObjectStoreArgs:
     backend: str
     settings: Settings
+    names: StackNames
     supabase_ref: Optional[pulumi.Input[str]] = None
 
 
@@ -37,13 +39,14 @@ class ObjectStore(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=not s.drop_data_on_destroy)
         self.backend = args.backend
-        self.bucket = pulumi.Output.from_input(s.bucket_name)
+        bucket_name = s.bucket_name or args.names.name(max_len=50)  # B2: 6-50, R2: 3-63
+        self.bucket = pulumi.Output.from_input(bucket_name)
         self.region = s.s3_region or "us-east-1"
         if args.backend == "supabase":
             if args.supabase_ref is None:
                 raise pulumi.RunError("objectStore=supabase needs database=supabase")
             bucket = SupabaseBucket(f"{name}-supabase", ref=args.supabase_ref,
-                                    bucket=s.bucket_name, drop_data=s.drop_data_on_destroy,
+                                    bucket=bucket_name, drop_data=s.drop_data_on_destroy,
                                     access_token=s.require_secret("supabaseAccessToken"),
                                     opts=child)
             self.endpoint = bucket.endpoint
@@ -60,7 +63,7 @@ class ObjectStore(pulumi.ComponentResource):
             import pulumi_cloudflare as cloudflare
 
             bucket = cloudflare.R2Bucket(f"{name}-r2", account_id=s.cloudflare_account_id,
-                                         name=s.bucket_name, opts=keep)
+                                         name=bucket_name, opts=keep)
             self.bucket = bucket.name
             self.endpoint = pulumi.Output.from_input(
                 f"https://{s.cloudflare_account_id}.r2.cloudflarestorage.com")
@@ -68,7 +71,7 @@ class ObjectStore(pulumi.ComponentResource):
             self.access_key_id = s.require_secret("s3AccessKeyId")
             self.secret_access_key = s.require_secret("s3SecretAccessKey")
         elif args.backend == "b2":
-            bucket = B2Bucket(f"{name}-b2", bucket=s.bucket_name,
+            bucket = B2Bucket(f"{name}-b2", bucket=bucket_name,
                               key_id=s.require_secret("b2ApplicationKeyId"),
                               application_key=s.require_secret("b2ApplicationKey"),
                               drop_data=s.drop_data_on_destroy, opts=keep)
@@ -78,7 +81,7 @@ class ObjectStore(pulumi.ComponentResource):
             self.secret_access_key = bucket.secret_access_key
         else:
             server = LocalS3(f"{name}-local", state_dir=f"{s.local_state_dir}/{s.stack}/s3",
-                             bucket=s.bucket_name, port=s.local_s3_port,
+                             bucket=bucket_name, port=s.local_s3_port,
                              drop_data=s.drop_data_on_destroy, opts=child)
             self.endpoint = server.endpoint
             self.access_key_id = server.access_key_id

@@ -120,6 +120,7 @@ def load_provider(inputs: dict):
 FAKE_OUTPUTS = {
     "SchemaMigrations": lambda i: {"applied": i.get("migrations", [])},
     "RandomSecret": lambda i: {"value": "fake-generated-secret"},
+    "RandomSuffix": lambda i: {"value": "a1b2c3"},
     "MetaflowConfig": lambda i: {"config_json": "{}", "files": {}},
     "LocalPostgres": lambda i: {"pid": 1, "port": 5432,
                                 "url": "postgresql://postgres:pw@127.0.0.1:5432/postgres"},
