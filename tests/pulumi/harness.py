@@ -132,7 +132,8 @@ FAKE_OUTPUTS = {
                           "db_url": "postgresql://u:p@pooler:5432/postgres",
                           "pooled_url": "postgresql://u:p@ep-1-pooler.neon.example/neondb"},
     "Bucket": lambda i: {"endpoint": "https://s3.example", "access_key_id": "B2K",
-                         "secret_access_key": "B2S", "bucket_id": "b"},
+                         "secret_access_key": "B2S", "bucket_id": "b", "session_token": "JWT"},
+    "cloudflare:index/accountToken:AccountToken": lambda i: {"value": "r2-token-value"},
     "Function": lambda i: {"url": "https://abcdefghijklmnopqrst.supabase.co/functions/v1/x"},
     "cockroach:index/cluster:Cluster": lambda i: {"regions": [{"name": "us-east-1",
                                                                "sqlDns": "crdb.example"}]},
@@ -165,7 +166,10 @@ class ProgramMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", {**inputs, **fake(unwrap(inputs))}
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}, None
+        if args.token.endswith("getAccountApiTokenPermissionGroupsList"):
+            return {"results": [{"id": "pg-" + args.args["name"].split()[-1].lower(),
+                                 "name": args.args["name"]}]}
+        return {}
 
 
 class RecordingMonitor(pmocks.MockMonitor):

@@ -94,9 +94,36 @@ def test_supabase_storage_needs_a_supabase_database():
         run_program("local", {"objectStore": "supabase", **SECRETS})
 
 
-def test_supabase_first_up_without_s3_keys_still_builds_the_graph():
+def test_supabase_without_s3_keys_uses_session_token_credentials_in_one_up():
+    """Supabase's session-token S3 auth: access key = ref, secret = anon key, session token = the
+    service-role JWT (outputs of the bucket), passed to Metaflow as `aws_session_token`."""
+    import json
+
     cfg = {k: v for k, v in SECRETS.items() if not k.startswith("s3")}
     run = run_program("supabase-free", cfg)
-    assert run.one(D + "supabase:Bucket")
-    assert '"aws_access_key_id": ""' in run.one(D + "mfs:MetaflowConfig").plain["values"][
-        "METAFLOW_DATATOOLS_CLIENT_PARAMS"]
+    bucket = run.one(D + "supabase:Bucket")
+    assert {"secret_access_key", "session_token"} <= set(bucket.secret_outputs)
+    params = json.loads(run.one(D + "mfs:MetaflowConfig").plain["values"][
+        "METAFLOW_DATATOOLS_CLIENT_PARAMS"])
+    assert params == {"aws_access_key_id": "B2K", "aws_secret_access_key": "B2S",
+                      "region_name": "us-east-1", "aws_session_token": "JWT"}
+
+
+def test_r2_credentials_are_minted_from_a_bucket_scoped_token():
+    import hashlib
+    import json
+
+    cfg = {k: v for k, v in SECRETS.items() if not k.startswith("s3")}
+    run = run_program("neon-r2", cfg)
+    token = run.one("cloudflare:index/accountToken:AccountToken")
+    assert "value" in token.secret_outputs
+    policy = token.plain["policies"][0]
+    bucket = run.one("cloudflare:index/r2Bucket:R2Bucket").plain["name"]
+    assert json.loads(policy["resources"]) == {
+        f"com.cloudflare.edge.r2.bucket.your-cloudflare-account-id_default_{bucket}": "*"}
+    assert [g["id"] for g in policy["permissionGroups"]] == ["pg-read", "pg-write"]
+    params = json.loads(run.one(D + "mfs:MetaflowConfig").plain["values"][
+        "METAFLOW_DATATOOLS_CLIENT_PARAMS"])
+    # access key id = the token's id, secret = SHA-256 of the token's value
+    assert params["aws_access_key_id"] == "object-store-r2-token-id"
+    assert params["aws_secret_access_key"] == hashlib.sha256(b"r2-token-value").hexdigest()
