@@ -24,11 +24,12 @@ store = ObjectStore("object-store", ObjectStoreArgs(backend=s.object_store, sett
 quota = QuotaGuard("quota", QuotaGuardArgs(database_url=db.url, scope=s.quota_scope,
                                            max_requests=s.quota_max_requests,
                                            max_egress_bytes=s.quota_max_egress_bytes))
-# the Worker opens a connection per request: through the vendor's pooler when there is one
-worker_url = db.pooled_url if db.pooled_url is not None and s.neon_pooled_for_worker else db.url
+# serverless routers (Worker, Edge Function) connect through the vendor's pooler where it has one
+use_pooler = db.pooled_url is not None and (s.database != "neon" or s.neon_pooled_for_worker)
+serverless_url = db.pooled_url if use_pooler else db.url
 compute = MetadataCompute(
     "metadata", MetadataComputeArgs(backend=s.compute, settings=s, database_url=db.url,
-                                    worker_database_url=worker_url,
+                                    serverless_database_url=serverless_url,
                                     api_key=api_key, quota_scope=s.quota_scope,
                                     names=names, supabase_ref=db.supabase_ref),
     opts=pulumi.ResourceOptions(depends_on=[quota]))

@@ -55,6 +55,7 @@ class Database(pulumi.ComponentResource):
                 access_token=s.require_secret("supabaseAccessToken"), db_pass=db_pass,
                 instance_size=s.supabase_instance_size, opts=keep)
             raw_url, self.supabase_ref, self.supabase_url = project.db_url, project.ref, project.url
+            self.pooled_url = project.pooler_url  # transaction mode: for the Edge Function
         elif args.backend == "neon":
             project = NeonProject(f"{name}-neon", project_name=s.project_name, region=s.region,
                                   org_id=s.neon_org_id, api_key=s.require_secret("neonApiKey"),

@@ -21,6 +21,8 @@ from .settings import Settings
 
 TYPE = "metaflow-serverless:index:MetadataCompute"
 FUNCTION_SLUG = "metadata-router"
+# each isolate holds at most this many connections; no prepared statements behind the pooler
+EDGE_DB_SETTINGS = {"DB_PREPARE": "false", "DB_MAX_CONNECTIONS": "2"}
 
 
 @dataclass
@@ -32,7 +34,7 @@ class MetadataComputeArgs:
     api_key: pulumi.Input[str]
     quota_scope: str
     supabase_ref: Optional[pulumi.Input[str]] = None
-    worker_database_url: Optional[pulumi.Input[str]] = None  # default: database_url
+    serverless_database_url: Optional[pulumi.Input[str]] = None  # pooler; default database_url
 
 
 class MetadataCompute(pulumi.ComponentResource):
@@ -50,13 +52,16 @@ class MetadataCompute(pulumi.ComponentResource):
             fn = SupabaseFunction(
                 f"{name}-edge", ref=args.supabase_ref, slug=FUNCTION_SLUG,
                 secrets={"METADATA_API_KEY": args.api_key, "QUOTA_SCOPE": args.quota_scope,
-                         "PATH_PREFIX": f"/{FUNCTION_SLUG}"},
+                         "PATH_PREFIX": f"/{FUNCTION_SLUG}", **EDGE_DB_SETTINGS,
+                         # Supabase's advice for edge functions: the shared pooler in
+                         # transaction mode, not the platform's direct SUPABASE_DB_URL
+                         "DATABASE_URL": args.serverless_database_url or args.database_url},
                 access_token=s.require_secret("supabaseAccessToken"), opts=child)
             self.url = fn.url
         elif args.backend == "cloudflare-worker":
             from .cloudflare_worker import worker
 
-            self.url = worker(name, s, args.names, args.worker_database_url or args.database_url,
+            self.url = worker(name, s, args.names, args.serverless_database_url or args.database_url,
                               args.api_key, args.quota_scope, self)
         elif args.backend == "cloudrun":
             from .cloud_run import cloud_run_service

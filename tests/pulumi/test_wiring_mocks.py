@@ -29,8 +29,12 @@ def test_supabase_function_gets_key_scope_and_prefix_as_secrets():
     run = run_program("supabase-free", {**SECRETS, "quotaScope": "team-a"})
     fn = run.one(D + "supabase:Function")
     assert is_secret(fn.inputs["secrets"]) and is_secret(fn.inputs["access_token"])
+    # the transaction pooler (port 6543), no prepared statements, two connections per isolate
     assert fn.plain["secrets"] == {"METADATA_API_KEY": SECRETS["apiKey"],
-                                   "QUOTA_SCOPE": "team-a", "PATH_PREFIX": "/metadata-router"}
+                                   "QUOTA_SCOPE": "team-a", "PATH_PREFIX": "/metadata-router",
+                                   "DATABASE_URL": "postgresql://u:p@pooler:6543/postgres",
+                                   "DB_PREPARE": "false", "DB_MAX_CONNECTIONS": "2"}
+    assert "pooler_url" in run.one(D + "supabase:Project").secret_outputs
     project = run.one(D + "supabase:Project")
     assert fn.plain["ref"] == run.one(D + "supabase:Bucket").plain["ref"] == "abcdefghijklmnopqrst"
     assert project.plain["organization"] == "your-org-slug"
