@@ -14,8 +14,6 @@ import pulumi
 
 from mfs.worker import COMPATIBILITY_DATE  # the date the tests run workerd with
 
-from .providers._util import REPO_ROOT
-
 
 def worker(name, s, names, database_url, api_key, quota_scope, parent) -> pulumi.Output:
     import pulumi_cloudflare as cloudflare
@@ -25,8 +23,9 @@ def worker(name, s, names, database_url, api_key, quota_scope, parent) -> pulumi
     source_hash = _source_hash()
     bundle = local.Command(
         f"{name}-bundle",
-        create="python -m mfs worker-bundle",
-        dir=str(REPO_ROOT), triggers=[source_hash], logging="stderr", opts=child)
+        # no `dir`: the command runs in the project directory, and an absolute path in the
+        # inputs would show as a change in a preview from any other checkout
+        create="python -m mfs worker-bundle", triggers=[source_hash], logging="stderr", opts=child)
     script_name = names.name("router")
     script = cloudflare.WorkersScript(
         f"{name}-worker", account_id=s.cloudflare_account_id, script_name=script_name,

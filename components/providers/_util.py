@@ -12,6 +12,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 run_async = run_sync  # the providers' name for it
 
 
+def port_changed(olds: dict, news: dict) -> bool:
+    """Whether a requested port differs from the state's. The state holds the port actually
+    bound; a request of 0 (any free port) is satisfied by whichever was bound."""
+    wanted = int(news.get("port") or 0)
+    return wanted != 0 and wanted != int(olds.get("port") or 0)
+
+
 def http_session(token: str | None = None, retries: int = 3):
     """A `requests` session with bounded retries on 429/5xx for idempotent methods."""
     import requests

@@ -23,7 +23,7 @@ from mfs.postgres_binaries import find_bin_dir
 from mfs.private_file import write_private
 from mfs.processes import command_name, pid_alive, stop_group
 
-from ._util import REPO_ROOT
+from ._util import REPO_ROOT, port_changed
 
 
 def _state_dir(props) -> Path:
@@ -42,7 +42,8 @@ def _server(props, port: int = 0) -> Server:
 
 class LocalPostgresProvider(ResourceProvider):
     def diff(self, _id, olds, news):
-        replaces = [k for k in ("state_dir", "port") if olds.get(k) != news.get(k)]
+        replaces = [k for k in ("state_dir",) if olds.get(k) != news.get(k)]
+        replaces += ["port"] if port_changed(olds, news) else []
         return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=True)
 
     def create(self, props):

@@ -19,7 +19,7 @@ from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
 
 from mfs.processes import free_port, pid_alive, start_detached, stop_group, wait_port
 
-from ._util import REPO_ROOT
+from ._util import REPO_ROOT, port_changed
 
 
 def _weed() -> str:
@@ -50,7 +50,8 @@ def _make_bucket(endpoint: str, key: str, secret: str, bucket: str) -> None:
 
 class LocalS3Provider(ResourceProvider):
     def diff(self, _id, olds, news):
-        replaces = [k for k in ("state_dir", "port", "bucket") if olds.get(k) != news.get(k)]
+        replaces = [k for k in ("state_dir", "bucket") if olds.get(k) != news.get(k)]
+        replaces += ["port"] if port_changed(olds, news) else []
         return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=True)
 
     def create(self, props):
