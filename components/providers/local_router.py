@@ -17,7 +17,7 @@ from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
 from mfs.processes import free_port, pid_alive, start_detached, stop_group, wait_port
 from mfs.router import router_command, wait_healthy
 
-from ._util import REPO_ROOT, port_changed
+from ._util import REPO_ROOT, port_changed, process_read
 
 
 class LocalRouterProvider(ResourceProvider):
@@ -26,6 +26,9 @@ class LocalRouterProvider(ResourceProvider):
         replaces = [k for k in keys if k != "port" and olds.get(k) != news.get(k)]
         replaces += ["port"] if port_changed(olds, news) else []
         return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=True)
+
+    def read(self, id_, props):
+        return process_read(id_, props, "deno")
 
     def create(self, props):
         port = int(props.get("port") or 0) or free_port()

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+from pulumi.dynamic import (CreateResult, DiffResult, ReadResult, Resource, ResourceProvider,
+                            UpdateResult)
 
 from ._util import REPO_ROOT, run_async
 
@@ -52,6 +53,14 @@ class SchemaMigrationsProvider(ResourceProvider):
 
     def update(self, _id, _olds, news):
         return UpdateResult(_apply(news))
+
+    def read(self, id_, props):
+        """`applied` as the database's ledger says: a dropped schema shows as pending again."""
+        from mfs import migrations
+
+        pending = set(run_async(migrations.pending_migrations(props["dsn"], _sql_dir(props))))
+        names = [m.name for m in migrations.local_migrations(_sql_dir(props))]
+        return ReadResult(id_, {**props, "applied": [n for n in names if n not in pending]})
 
     def delete(self, _id, props):
         if not props.get("drop_on_destroy"):
