@@ -16,8 +16,14 @@ from pulumi.dynamic import (CreateResult, DiffResult, ReadResult, Resource, Reso
                             UpdateResult)
 
 from ._util import REPO_ROOT, run_async
+from .pg_tls import use_system_trust_store
 
 OWNED_SCHEMAS = ("mfs_api", "mfs")  # dropped only when drop_on_destroy is set
+
+
+def _dsn(props) -> str:
+    use_system_trust_store(props["dsn"])
+    return props["dsn"]
 
 
 def _sql_dir(props) -> str:
@@ -27,7 +33,7 @@ def _sql_dir(props) -> str:
 def _apply(props) -> dict:
     from mfs import migrations
 
-    run_async(migrations.apply_migrations(props["dsn"], _sql_dir(props)))
+    run_async(migrations.apply_migrations(_dsn(props), _sql_dir(props)))
     names = [m.name for m in migrations.local_migrations(_sql_dir(props))]
     return {**props, "applied": names}
 
@@ -58,7 +64,7 @@ class SchemaMigrationsProvider(ResourceProvider):
         """`applied` as the database's ledger says: a dropped schema shows as pending again."""
         from mfs import migrations
 
-        pending = set(run_async(migrations.pending_migrations(props["dsn"], _sql_dir(props))))
+        pending = set(run_async(migrations.pending_migrations(_dsn(props), _sql_dir(props))))
         names = [m.name for m in migrations.local_migrations(_sql_dir(props))]
         return ReadResult(id_, {**props, "applied": [n for n in names if n not in pending]})
 
@@ -68,7 +74,7 @@ class SchemaMigrationsProvider(ResourceProvider):
         import asyncpg
 
         async def drop():
-            con = await asyncpg.connect(props["dsn"])
+            con = await asyncpg.connect(_dsn(props))
             try:
                 for schema in OWNED_SCHEMAS:
                     await con.execute(f'drop schema if exists "{schema}" cascade')
