@@ -3,7 +3,7 @@
 Uses the project's own runner (`mfs.migrations`, asyncpg). The inputs carry the checkout's
 migration names and checksums, so `diff` needs no database: `pulumi preview --diff` shows the
 files not yet in the state's `applied` list as additions to `migrations`. `create`/`update` apply them (the runner
-takes an advisory lock and refuses an edited, already-applied file). `delete` keeps the data
+takes its migration lock and refuses an edited, already-applied file). `delete` keeps the data
 unless `drop_on_destroy` was set, then it drops the schemas the migrations created.
 """
 

@@ -25,7 +25,7 @@ def test_project_lifecycle_conforms_to_the_openapi_document(api):
              "db_pass": "pw-secret", "poll": 0.01, "retry_backoff": 0.01}
     created = p.create(props)
     assert created.id == REF
-    # session pooler on 5432 (advisory locks, IPv4), never the transaction port 6543
+    # session pooler on 5432 (session locks, IPv4), never the transaction port 6543
     assert created.outs["db_url"] == (f"postgresql://postgres.{REF}:pw-secret@"
                                       "aws-0-us-east-1.pooler.supabase.com:5432/postgres?sslmode=require")
     p.delete(created.id, created.outs)
