@@ -1,4 +1,5 @@
-"""Helpers shared by the dynamic providers: async calls and HTTP (local processes: mfs/processes.py)."""
+"""Helpers shared by the dynamic providers: async calls, local-process refresh and port diffs
+(vendor HTTP: vendor_api.py; local processes: mfs/processes.py)."""
 
 from __future__ import annotations
 
@@ -37,27 +38,3 @@ def port_changed(olds: dict, news: dict) -> bool:
     bound; a request of 0 (any free port) is satisfied by whichever was bound."""
     wanted = int(news.get("port") or 0)
     return wanted != 0 and wanted != int(olds.get("port") or 0)
-
-
-def http_session(token: str | None = None, retries: int = 3):
-    """A `requests` session with bounded retries on 429/5xx for idempotent methods."""
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-
-    session = requests.Session()
-    retry = Retry(total=retries, backoff_factor=1.0, status_forcelist=(429, 502, 503, 504),
-                  allowed_methods=("GET", "DELETE", "PUT", "HEAD"))
-    session.mount("https://", HTTPAdapter(max_retries=retry))
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    session.headers["User-Agent"] = "metaflow-serverless-pulumi"
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
-    return session
-
-
-def check(resp, what: str):
-    """Raise with the vendor's message (never the request headers) on a non-2xx answer."""
-    if resp.status_code >= 300:
-        raise RuntimeError(f"{what}: HTTP {resp.status_code}: {resp.text[:500]}")
-    return resp.json() if resp.content else None

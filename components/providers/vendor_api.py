@@ -45,7 +45,7 @@ class VendorApi:
         for attempt in range(1, self.attempts + 1):
             try:
                 resp = self.session.request(method, url, timeout=(10, self.timeout), **kwargs)
-            except requests.ConnectionError as exc:
+            except (requests.ConnectionError, requests.Timeout) as exc:
                 sent = not isinstance(exc, requests.ConnectTimeout) and "refused" not in str(exc)
                 if attempt == self.attempts or (method == "POST" and sent):
                     raise VendorError(what, 0, f"no answer from {self.base}: {exc}") from None
