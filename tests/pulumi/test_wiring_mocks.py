@@ -131,3 +131,20 @@ def test_r2_credentials_are_minted_from_a_bucket_scoped_token():
     # access key id = the token's id, secret = SHA-256 of the token's value
     assert params["aws_access_key_id"] == "object-store-r2-token-id"
     assert params["aws_secret_access_key"] == hashlib.sha256(b"r2-token-value").hexdigest()
+
+
+def test_cockroach_keeps_user_and_database_unless_drop_data():
+    kept = run_program("cockroach-b2", SECRETS)
+    for t in ("cockroach:index/cluster:Cluster", "cockroach:index/sqlUser:SqlUser",
+              "cockroach:index/database:Database"):
+        assert kept.one(t).retain_on_delete, t
+    dropped = run_program("cockroach-b2", {**SECRETS, "dropDataOnDestroy": True})
+    assert not dropped.one("cockroach:index/database:Database").retain_on_delete
+
+
+def test_a_fresh_gcp_project_gets_the_iam_api_before_the_service_account():
+    run = run_program("cockroach-b2", SECRETS)
+    apis = {r.urn: r.plain["service"] for r in run.by_type("gcp:projects/service:Service")}
+    assert "iam.googleapis.com" in apis.values()
+    account = run.one("gcp:serviceaccount/account:Account")
+    assert set(apis) <= set(account.dependencies)
