@@ -65,7 +65,12 @@ def service_keys(api, ref) -> dict:
     """{"anon": ..., "service_role": ...}: the project's legacy JWT keys."""
     keys = api.call("GET", f"/v1/projects/{ref}/api-keys", "get API keys",
                     params={"reveal": "true"})
-    return {k["name"]: k.get("api_key") for k in keys if k["name"] in ("anon", "service_role")}
+    found = {k["name"]: k.get("api_key") for k in keys if k["name"] in ("anon", "service_role")}
+    if not (found.get("anon") and found.get("service_role")):
+        raise RuntimeError(f"Supabase project {ref} has no legacy anon/service_role JWT keys "
+                           "(the bucket is made with the service key and S3 session-token auth "
+                           "needs both): re-enable the legacy API keys in the dashboard")
+    return found
 
 
 class SupabaseProjectProvider(ResourceProvider):
