@@ -5,7 +5,8 @@ third of them failed) and one real 100-task foreach run (Metaflow, local datasto
 serves the v1.3.14 bundle (../shared/vendor/metaflow-ui) over it; headless Chromium opens
 
 - the home page: from navigation until the newest runs of the 10,000-run flow are on screen;
-- the foreach run's timeline: until every step name and the run's status are on screen;
+- the foreach run's timeline: until the run's status and its first steps' rows are on screen
+  (the list is virtualised: rows below the fold are not in the page);
 - the foreach run's DAG view, likewise;
 
 and the service requests each view cost are read from the quota ledger (every router request
@@ -75,7 +76,12 @@ def measure(browser: Browser, dsn: str, url: str, needles: tuple[str, ...], roun
         before = requests_counted(dsn)
         started = time.perf_counter()
         browser.driver.get(url)
-        browser.wait_text(*needles, timeout=60)
+        try:
+            browser.wait_text(*needles, timeout=60)
+        except Exception:
+            missing = [n for n in needles if n not in browser.text()]
+            log(f"{url}: still missing {missing} after 60 s; the page shows:\n{browser.text()[:1500]}")
+            raise
         times.append(time.perf_counter() - started)
         time.sleep(1.5)  # requests the view makes after it shows (e.g. the DAG, metadata pages)
         counts.append(requests_counted(dsn) - before)
@@ -109,7 +115,7 @@ def main():
         views = [
             ("home page, flow of 10,000 runs", f"{ui.url}/?timerange_start=0", ("BigFlow", str(newest))),
             ("run page timeline, 100-task foreach", f"{ui.url}/ForeachFlow/{run}/view/timeline",
-             ("Completed", "start", "each", "join", "end")),
+             ("Completed", "start", "each")),  # the list is virtualised: later steps are below the fold
             ("run page DAG, 100-task foreach", f"{ui.url}/ForeachFlow/{run}/view/dag",
              ("start", "each", "join", "end")),
         ]

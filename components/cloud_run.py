@@ -14,8 +14,18 @@ import pulumi
 
 from .providers.supabase_api import router_files
 
+# Cloud Run's container contract: listen on all interfaces at $PORT, which the platform sets
+# (PORT is a reserved name: a service may not set it, only choose it through `ports`)
+CONTAINER_PORT = 8080
+MOUNT = "/router"
 
-def cloud_run_service(name, s, database_url, api_key, quota_scope, parent) -> pulumi.Output:
+
+def container_env(quota_scope: str) -> dict:
+    """The plain environment of the container (the secrets come from Secret Manager)."""
+    return {"HOST": "0.0.0.0", "QUOTA_SCOPE": quota_scope, "DENO_DIR": "/tmp/deno"}
+
+
+def cloud_run_service(name, s, names, database_url, api_key, quota_scope, parent) -> pulumi.Output:
     import pulumi_gcp as gcp
 
     child = pulumi.ResourceOptions(parent=parent)
@@ -23,11 +33,12 @@ def cloud_run_service(name, s, database_url, api_key, quota_scope, parent) -> pu
     apis = [gcp.projects.Service(f"{name}-api-{api.split('.')[0]}", project=project,
                                  service=api, disable_on_destroy=False, opts=child)
             for api in ("run.googleapis.com", "secretmanager.googleapis.com",
-                        "storage.googleapis.com")]
+                        "storage.googleapis.com", "iam.googleapis.com")]
     after_apis = pulumi.ResourceOptions(parent=parent, depends_on=apis)
     account = gcp.serviceaccount.Account(f"{name}-sa", project=project,
-                                         account_id=f"{s.project_name}-router"[:30],
-                                         display_name="metaflow-serverless router", opts=child)
+                                         account_id=names.name("run", max_len=30),
+                                         display_name="metaflow-serverless router",
+                                         opts=after_apis)  # a fresh project: IAM API first
     member = pulumi.Output.concat("serviceAccount:", account.email)
 
     source = gcp.storage.Bucket(f"{name}-source", project=project, location=region,
@@ -45,7 +56,7 @@ def cloud_run_service(name, s, database_url, api_key, quota_scope, parent) -> pu
     for var, value in (("DATABASE_URL", database_url), ("METADATA_API_KEY", api_key)):
         slug = var.lower().replace("_", "-")
         secret = gcp.secretmanager.Secret(f"{name}-{slug}", project=project,
-                                          secret_id=f"{s.project_name}-{slug}",
+                                          secret_id=names.name(slug),
                                           replication={"auto": {}}, opts=after_apis)
         version = gcp.secretmanager.SecretVersion(f"{name}-{slug}-v", secret=secret.id,
                                                   secret_data=pulumi.Output.secret(value),
@@ -59,10 +70,9 @@ def cloud_run_service(name, s, database_url, api_key, quota_scope, parent) -> pu
     envs = [{"name": var, "value_source": {"secret_key_ref": {"secret": sec.secret_id,
                                                               "version": ver.version}}}
             for var, (sec, ver) in env_secrets.items()]
-    envs += [{"name": "QUOTA_SCOPE", "value": quota_scope},
-             {"name": "DENO_DIR", "value": "/tmp/deno"}]
+    envs += [{"name": k, "value": v} for k, v in container_env(quota_scope).items()]
     service = gcp.cloudrunv2.Service(
-        f"{name}-service", project=project, location=region, name=f"{s.project_name}-router",
+        f"{name}-service", project=project, location=region, name=names.name("router", max_len=49),
         ingress="INGRESS_TRAFFIC_ALL", deletion_protection=False,
         template={
             "service_account": account.email,
@@ -73,9 +83,10 @@ def cloud_run_service(name, s, database_url, api_key, quota_scope, parent) -> pu
                 "image": s.router_image,
                 "commands": ["deno"],
                 "args": ["run", "--allow-net", "--allow-env", "--allow-read",
-                         "--allow-write=/tmp", "/router/main.ts"],
+                         "--allow-write=/tmp", f"{MOUNT}/main.ts"],
                 "envs": envs,
-                "volume_mounts": [{"name": "router", "mount_path": "/router"}],
+                "ports": {"container_port": CONTAINER_PORT},
+                "volume_mounts": [{"name": "router", "mount_path": MOUNT}],
                 "resources": {"cpu_idle": True, "limits": {"cpu": "1", "memory": "512Mi"}},
             }],
         },

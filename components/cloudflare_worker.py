@@ -14,10 +14,8 @@ import pulumi
 
 from mfs.worker import COMPATIBILITY_DATE  # the date the tests run workerd with
 
-from .providers._util import REPO_ROOT
 
-
-def worker(name, s, database_url, api_key, quota_scope, parent) -> pulumi.Output:
+def worker(name, s, names, database_url, api_key, quota_scope, parent) -> pulumi.Output:
     import pulumi_cloudflare as cloudflare
     from pulumi_command import local
 
@@ -25,9 +23,10 @@ def worker(name, s, database_url, api_key, quota_scope, parent) -> pulumi.Output
     source_hash = _source_hash()
     bundle = local.Command(
         f"{name}-bundle",
-        create="python -m mfs worker-bundle",
-        dir=str(REPO_ROOT), triggers=[source_hash], logging="stderr", opts=child)
-    script_name = f"{s.project_name}-router"
+        # no `dir`: the command runs in the project directory, and an absolute path in the
+        # inputs would show as a change in a preview from any other checkout
+        create="python -m mfs worker-bundle", triggers=[source_hash], logging="stderr", opts=child)
+    script_name = names.name("router")
     script = cloudflare.WorkersScript(
         f"{name}-worker", account_id=s.cloudflare_account_id, script_name=script_name,
         content=bundle.stdout, main_module="worker.js",
@@ -41,8 +40,8 @@ def worker(name, s, database_url, api_key, quota_scope, parent) -> pulumi.Output
     cloudflare.WorkersScriptSubdomain(
         f"{name}-subdomain", account_id=s.cloudflare_account_id, script_name=script.script_name,
         enabled=True, opts=child)
-    return pulumi.Output.from_input(
-        f"https://{script_name}.{s.cloudflare_workers_subdomain}.workers.dev")
+    return pulumi.Output.concat("https://", script.script_name, ".",
+                                s.cloudflare_workers_subdomain, ".workers.dev")
 
 
 def _source_hash() -> str:

@@ -16,20 +16,25 @@ import pulumi
 
 from .providers.local_router import LocalRouter
 from .providers.supabase_api import SupabaseFunction
+from .names import StackNames
 from .settings import Settings
 
 TYPE = "metaflow-serverless:index:MetadataCompute"
 FUNCTION_SLUG = "metadata-router"
+# each isolate holds at most this many connections; no prepared statements behind the pooler
+EDGE_DB_SETTINGS = {"DB_PREPARE": "false", "DB_MAX_CONNECTIONS": "2"}
 
 
 @dataclass
 class MetadataComputeArgs:
     backend: str
     settings: Settings
+    names: StackNames
     database_url: pulumi.Input[str]
     api_key: pulumi.Input[str]
     quota_scope: str
     supabase_ref: Optional[pulumi.Input[str]] = None
+    serverless_database_url: Optional[pulumi.Input[str]] = None  # pooler; default database_url
 
 
 class MetadataCompute(pulumi.ComponentResource):
@@ -47,17 +52,21 @@ class MetadataCompute(pulumi.ComponentResource):
             fn = SupabaseFunction(
                 f"{name}-edge", ref=args.supabase_ref, slug=FUNCTION_SLUG,
                 secrets={"METADATA_API_KEY": args.api_key, "QUOTA_SCOPE": args.quota_scope,
-                         "PATH_PREFIX": f"/{FUNCTION_SLUG}"},
+                         "PATH_PREFIX": f"/{FUNCTION_SLUG}", **EDGE_DB_SETTINGS,
+                         # Supabase's advice for edge functions: the shared pooler in
+                         # transaction mode, not the platform's direct SUPABASE_DB_URL
+                         "DATABASE_URL": args.serverless_database_url or args.database_url},
                 access_token=s.require_secret("supabaseAccessToken"), opts=child)
             self.url = fn.url
         elif args.backend == "cloudflare-worker":
             from .cloudflare_worker import worker
 
-            self.url = worker(name, s, args.database_url, args.api_key, args.quota_scope, self)
+            self.url = worker(name, s, args.names, args.serverless_database_url or args.database_url,
+                              args.api_key, args.quota_scope, self)
         elif args.backend == "cloudrun":
             from .cloud_run import cloud_run_service
 
-            self.url = cloud_run_service(name, s, args.database_url, args.api_key,
+            self.url = cloud_run_service(name, s, args.names, args.database_url, args.api_key,
                                          args.quota_scope, self)
         elif args.backend == "render":
             from .render import render_service

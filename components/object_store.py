@@ -17,6 +17,8 @@ import pulumi
 from .providers.b2_api import B2Bucket
 from .providers.local_s3 import LocalS3
 from .providers.supabase_api import SupabaseBucket
+from .r2_credentials import r2_credentials
+from .names import StackNames
 from .settings import Settings
 
 TYPE = "metaflow-serverless:index:ObjectStore"
@@ -26,6 +28,7 @@ TYPE = "metaflow-serverless:index:ObjectStore"
 class ObjectStoreArgs:
     backend: str
     settings: Settings
+    names: StackNames
     supabase_ref: Optional[pulumi.Input[str]] = None
 
 
@@ -37,38 +40,45 @@ class ObjectStore(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=not s.drop_data_on_destroy)
         self.backend = args.backend
-        self.bucket = pulumi.Output.from_input(s.bucket_name)
+        bucket_name = s.bucket_name or args.names.name(max_len=50)  # B2: 6-50, R2: 3-63
+        self.bucket = pulumi.Output.from_input(bucket_name)
         self.region = s.s3_region or "us-east-1"
+        self.session_token = None  # only for S3 session-token auth
         if args.backend == "supabase":
             if args.supabase_ref is None:
                 raise pulumi.RunError("objectStore=supabase needs database=supabase")
             bucket = SupabaseBucket(f"{name}-supabase", ref=args.supabase_ref,
-                                    bucket=s.bucket_name, drop_data=s.drop_data_on_destroy,
+                                    bucket=bucket_name, drop_data=s.drop_data_on_destroy,
                                     access_token=s.require_secret("supabaseAccessToken"),
                                     opts=child)
             self.endpoint = bucket.endpoint
             self.region = s.s3_region or s.region or "us-east-1"
-            # keys can only be made in the dashboard once the project exists: a first `up`
-            # without them creates everything, warns, and a second `up` adds them
-            self.access_key_id = s.secret("s3AccessKeyId") or ""
-            self.secret_access_key = s.secret("s3SecretAccessKey") or ""
-            if self.access_key_id == "" or self.secret_access_key == "":
-                pulumi.log.warn("Supabase S3 keys not set yet: create them in the dashboard "
-                                "(Storage > S3 access keys), set s3AccessKeyId and "
-                                "s3SecretAccessKey, and run `pulumi up` again")
+            # Supabase's session-token S3 auth (ref / anon key / service-role JWT), unless the
+            # user gave dashboard-made S3 keys
+            if s.secret("s3AccessKeyId") is not None:
+                self.access_key_id = s.require_secret("s3AccessKeyId")
+                self.secret_access_key = s.require_secret("s3SecretAccessKey")
+            else:
+                self.access_key_id = bucket.access_key_id
+                self.secret_access_key = bucket.secret_access_key
+                self.session_token = bucket.session_token
         elif args.backend == "r2":
             import pulumi_cloudflare as cloudflare
 
             bucket = cloudflare.R2Bucket(f"{name}-r2", account_id=s.cloudflare_account_id,
-                                         name=s.bucket_name, opts=keep)
+                                         name=bucket_name, opts=keep)
             self.bucket = bucket.name
             self.endpoint = pulumi.Output.from_input(
                 f"https://{s.cloudflare_account_id}.r2.cloudflarestorage.com")
             self.region = s.s3_region or "auto"
-            self.access_key_id = s.require_secret("s3AccessKeyId")
-            self.secret_access_key = s.require_secret("s3SecretAccessKey")
+            if s.secret("s3AccessKeyId") is not None:  # the user's own R2 token, if given
+                self.access_key_id = s.require_secret("s3AccessKeyId")
+                self.secret_access_key = s.require_secret("s3SecretAccessKey")
+            else:
+                self.access_key_id, self.secret_access_key = r2_credentials(
+                    f"{name}-r2", s.cloudflare_account_id, bucket.name, child)
         elif args.backend == "b2":
-            bucket = B2Bucket(f"{name}-b2", bucket=s.bucket_name,
+            bucket = B2Bucket(f"{name}-b2", bucket=bucket_name,
                               key_id=s.require_secret("b2ApplicationKeyId"),
                               application_key=s.require_secret("b2ApplicationKey"),
                               drop_data=s.drop_data_on_destroy, opts=keep)
@@ -78,7 +88,7 @@ class ObjectStore(pulumi.ComponentResource):
             self.secret_access_key = bucket.secret_access_key
         else:
             server = LocalS3(f"{name}-local", state_dir=f"{s.local_state_dir}/{s.stack}/s3",
-                             bucket=s.bucket_name, port=s.local_s3_port,
+                             bucket=bucket_name, port=s.local_s3_port,
                              drop_data=s.drop_data_on_destroy, opts=child)
             self.endpoint = server.endpoint
             self.access_key_id = server.access_key_id

@@ -18,8 +18,6 @@ import pulumi
 
 from mfs.deno_bundle import RUN_FLAGS
 
-from .providers._util import REPO_ROOT
-
 SECRETS_DIR = "/etc/secrets"  # where Render mounts a service's secret files
 BUNDLE_FILE = "metadata-router.js"
 PORT = "10000"  # Render's default $PORT for web services
@@ -55,7 +53,7 @@ def render_service(name, s, database_url, api_key, quota_scope, parent) -> pulum
                                opts=pulumi.ResourceOptions(parent=parent))
     child = pulumi.ResourceOptions(parent=parent)
     bundle = local.Command(
-        f"{name}-deno-bundle", create="python -m mfs deno-bundle", dir=str(REPO_ROOT),
+        f"{name}-deno-bundle", create="python -m mfs deno-bundle",  # no `dir`: see cloudflare_worker.py
         triggers=[router_hash()], logging="stderr", opts=child)
     env = container_env(database_url, api_key, quota_scope)
     service = render.services.WebService(

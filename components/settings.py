@@ -48,6 +48,8 @@ class Settings:
     region: str
     supabase_organization: str
     supabase_instance_size: str
+    neon_org_id: str
+    neon_pooled_for_worker: bool
     cockroach_cloud_provider: str
     cockroach_spend_limit: int
     bucket_name: str
@@ -97,6 +99,10 @@ def _choice(cfg: pulumi.Config, key: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def _bool(cfg: pulumi.Config, key: str) -> bool:
+    return bool(DEFAULTS[key] if cfg.get(key) is None else cfg.get_bool(key))
+
+
 def load() -> Settings:
     cfg = pulumi.Config()
     s = lambda k: cfg.get(k) or DEFAULTS[k] or ""  # noqa: E731
@@ -111,6 +117,8 @@ def load() -> Settings:
         region=s("region"),
         supabase_organization=s("supabaseOrganization"),
         supabase_instance_size=s("supabaseInstanceSize"),
+        neon_org_id=s("neonOrgId"),
+        neon_pooled_for_worker=_bool(cfg, "neonPooledForWorker"),
         cockroach_cloud_provider=s("cockroachCloudProvider"),
         cockroach_spend_limit=i("cockroachSpendLimit"),
         bucket_name=s("bucketName"),
@@ -127,8 +135,7 @@ def load() -> Settings:
         quota_scope=s("quotaScope"),
         quota_max_requests=i("quotaMaxRequests"),
         quota_max_egress_bytes=i("quotaMaxEgressBytes"),
-        drop_data_on_destroy=bool(DEFAULTS["dropDataOnDestroy"] if cfg.get("dropDataOnDestroy") is None
-                                  else cfg.get_bool("dropDataOnDestroy")),
+        drop_data_on_destroy=_bool(cfg, "dropDataOnDestroy"),
         write_default_config=write_default,
         metaflow_home=s("metaflowHome"),
         local_state_dir=s("localStateDir"),

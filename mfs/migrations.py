@@ -1,12 +1,13 @@
 """Apply the numbered SQL migrations in `sql/` to a Postgres database (asyncpg).
 
-Each file runs in its own transaction, under a session advisory lock so that two runners at
-once apply each file exactly once. The ledger `mfs.schema_migrations` records every applied
+Each file runs in its own transaction, under a lock so that two runners at once apply each
+file exactly once: the row of `mfs.migration_lock`, locked FOR UPDATE by a second session's open
+transaction (advisory locks do not exist on CockroachDB; row locks work on both). The ledger `mfs.schema_migrations` records every applied
 file's name and sha256; an applied file whose content changed is refused, because the database
 would silently differ from what the checkout describes. `pending_migrations` reads the ledger
 without changing anything (this is what `pulumi preview` shows).
 
-Connect with a session (not transaction-pooled) connection: advisory locks are per session.
+Connect with a session (not transaction-pooled) connection: the lock is held by a session.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from .aio import run_sync
 from . import SQL_DIR
 
 DEFAULT_SQL_DIR = SQL_DIR
-# Arbitrary constant shared by every runner of this project: pg_advisory_lock key.
-ADVISORY_LOCK_KEY = 0x6D66735F6D6967  # "mfs_mig"
+LOCK_DDL = "create schema if not exists mfs; " \
+    "create table if not exists mfs.migration_lock (id int primary key)"
 FILE_PATTERN = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 LEDGER_DDL = """
@@ -129,9 +130,9 @@ async def apply_migrations(
     """Apply every pending migration in order; returns the names applied (empty = no-op)."""
     files = local_migrations(sql_dir)
     say = progress or (lambda _msg: None)
+    lock = await _lock(dsn)
     con = await _connect(dsn)
     try:
-        await con.execute("select pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
         try:
             await con.execute(LEDGER_DDL)
             todo = _plan(files, await _applied(con))
@@ -164,13 +165,30 @@ async def apply_migrations(
                 say(f"[{i}/{len(todo)}] applied {m.name} in {time.monotonic() - started:.2f}s")
             return [m.name for m in todo]
         finally:
-            if not con.is_closed():  # a lost connection has released its lock already
-                try:
-                    await con.execute("select pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
-                except (asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
-                    pass
+            await lock.close()  # ends its transaction: the lock is free
     finally:
         await con.close()
+
+
+async def _lock(dsn: str) -> asyncpg.Connection:
+    """A session whose open transaction holds the row lock of mfs.migration_lock (waits for it)."""
+    lock = await _connect(dsn)
+    try:
+        for attempt in range(5):  # two first runners may both try to create the table
+            try:
+                await lock.execute(LOCK_DDL)
+                break
+            except (asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError,
+                    asyncpg.DuplicateTableError, asyncpg.DuplicateSchemaError):
+                if attempt == 4:
+                    raise
+        await lock.execute("begin")
+        await lock.execute("insert into mfs.migration_lock values (1) on conflict (id) do nothing")
+        await lock.execute("select id from mfs.migration_lock where id = 1 for update")
+        return lock
+    except BaseException:
+        await lock.close()
+        raise
 
 
 async def _connect(dsn: str) -> asyncpg.Connection:

@@ -1,4 +1,5 @@
-"""Helpers shared by the dynamic providers: async calls and HTTP (local processes: mfs/processes.py)."""
+"""Helpers shared by the dynamic providers: async calls, local-process refresh and port diffs
+(vendor HTTP: vendor_api.py; local processes: mfs/processes.py)."""
 
 from __future__ import annotations
 
@@ -12,25 +13,28 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 run_async = run_sync  # the providers' name for it
 
 
-def http_session(token: str | None = None, retries: int = 3):
-    """A `requests` session with bounded retries on 429/5xx for idempotent methods."""
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
+def process_read(id_, props, program: str):
+    """Refresh of a local process: present while its pid runs `program`, else gone."""
+    from pulumi.dynamic import ReadResult
 
-    session = requests.Session()
-    retry = Retry(total=retries, backoff_factor=1.0, status_forcelist=(429, 502, 503, 504),
-                  allowed_methods=("GET", "DELETE", "PUT", "HEAD"))
-    session.mount("https://", HTTPAdapter(max_retries=retry))
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    session.headers["User-Agent"] = "metaflow-serverless-pulumi"
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
-    return session
+    from mfs.processes import command_name, pid_alive
+
+    pid = int(props.get("pid") or 0)
+    if pid and pid_alive(pid) and command_name(pid) == program:
+        return ReadResult(id_, props)
+    return ReadResult(None, {})
 
 
-def check(resp, what: str):
-    """Raise with the vendor's message (never the request headers) on a non-2xx answer."""
-    if resp.status_code >= 300:
-        raise RuntimeError(f"{what}: HTTP {resp.status_code}: {resp.text[:500]}")
-    return resp.json() if resp.content else None
+def settings_update(olds: dict, news: dict):
+    """An update that changes only how delete behaves (drop_data): the state takes the new
+    inputs and keeps every output (the bound port too, where the request was 0)."""
+    from pulumi.dynamic import UpdateResult
+
+    return UpdateResult({**olds, **{k: v for k, v in news.items() if k != "port"}})
+
+
+def port_changed(olds: dict, news: dict) -> bool:
+    """Whether a requested port differs from the state's. The state holds the port actually
+    bound; a request of 0 (any free port) is satisfied by whichever was bound."""
+    wanted = int(news.get("port") or 0)
+    return wanted != 0 and wanted != int(olds.get("port") or 0)

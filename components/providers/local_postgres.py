@@ -23,7 +23,7 @@ from mfs.postgres_binaries import find_bin_dir
 from mfs.private_file import write_private
 from mfs.processes import command_name, pid_alive, stop_group
 
-from ._util import REPO_ROOT
+from ._util import REPO_ROOT, port_changed, process_read, settings_update
 
 
 def _state_dir(props) -> Path:
@@ -42,8 +42,16 @@ def _server(props, port: int = 0) -> Server:
 
 class LocalPostgresProvider(ResourceProvider):
     def diff(self, _id, olds, news):
-        replaces = [k for k in ("state_dir", "port") if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=True)
+        replaces = [k for k in ("state_dir",) if olds.get(k) != news.get(k)]
+        replaces += ["port"] if port_changed(olds, news) else []
+        changed = replaces + (["drop_data"] if olds.get("drop_data") != news.get("drop_data") else [])
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
+
+    def read(self, id_, props):
+        return process_read(id_, props, "postgres")
+
+    def update(self, _id, olds, news):
+        return settings_update(olds, news)
 
     def create(self, props):
         server = _server(props, int(props.get("port") or 0))

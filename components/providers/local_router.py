@@ -17,14 +17,18 @@ from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
 from mfs.processes import free_port, pid_alive, start_detached, stop_group, wait_port
 from mfs.router import router_command, wait_healthy
 
-from ._util import REPO_ROOT
+from ._util import REPO_ROOT, port_changed, process_read
 
 
 class LocalRouterProvider(ResourceProvider):
     def diff(self, _id, olds, news):
         keys = ("database_url", "api_key", "quota_scope", "port", "state_dir")
-        replaces = [k for k in keys if olds.get(k) != news.get(k)]
+        replaces = [k for k in keys if k != "port" and olds.get(k) != news.get(k)]
+        replaces += ["port"] if port_changed(olds, news) else []
         return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=True)
+
+    def read(self, id_, props):
+        return process_read(id_, props, "deno")
 
     def create(self, props):
         port = int(props.get("port") or 0) or free_port()

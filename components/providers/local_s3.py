@@ -19,7 +19,7 @@ from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
 
 from mfs.processes import free_port, pid_alive, start_detached, stop_group, wait_port
 
-from ._util import REPO_ROOT
+from ._util import REPO_ROOT, port_changed, process_read, settings_update
 
 
 def _weed() -> str:
@@ -50,8 +50,16 @@ def _make_bucket(endpoint: str, key: str, secret: str, bucket: str) -> None:
 
 class LocalS3Provider(ResourceProvider):
     def diff(self, _id, olds, news):
-        replaces = [k for k in ("state_dir", "port", "bucket") if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=True)
+        replaces = [k for k in ("state_dir", "bucket") if olds.get(k) != news.get(k)]
+        replaces += ["port"] if port_changed(olds, news) else []
+        changed = replaces + (["drop_data"] if olds.get("drop_data") != news.get("drop_data") else [])
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
+
+    def read(self, id_, props):
+        return process_read(id_, props, "weed")
+
+    def update(self, _id, olds, news):
+        return settings_update(olds, news)
 
     def create(self, props):
         state = (REPO_ROOT / props["state_dir"]).resolve()

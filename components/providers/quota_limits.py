@@ -15,12 +15,14 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
 from ._util import run_async
+from .pg_tls import use_system_trust_store
 
 
 def _write(props) -> dict:
     import asyncpg
 
     async def go():
+        use_system_trust_store(props["dsn"])
         con = await asyncpg.connect(props["dsn"])
         try:
             await con.execute("select mfs_api.set_quota_limits($1, $2, $3)", props["scope"],

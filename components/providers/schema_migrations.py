@@ -3,7 +3,7 @@
 Uses the project's own runner (`mfs.migrations`, asyncpg). The inputs carry the checkout's
 migration names and checksums, so `diff` needs no database: `pulumi preview --diff` shows the
 files not yet in the state's `applied` list as additions to `migrations`. `create`/`update` apply them (the runner
-takes an advisory lock and refuses an edited, already-applied file). `delete` keeps the data
+takes its migration lock and refuses an edited, already-applied file). `delete` keeps the data
 unless `drop_on_destroy` was set, then it drops the schemas the migrations created.
 """
 
@@ -12,11 +12,18 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+from pulumi.dynamic import (CreateResult, DiffResult, ReadResult, Resource, ResourceProvider,
+                            UpdateResult)
 
 from ._util import REPO_ROOT, run_async
+from .pg_tls import use_system_trust_store
 
 OWNED_SCHEMAS = ("mfs_api", "mfs")  # dropped only when drop_on_destroy is set
+
+
+def _dsn(props) -> str:
+    use_system_trust_store(props["dsn"])
+    return props["dsn"]
 
 
 def _sql_dir(props) -> str:
@@ -26,7 +33,7 @@ def _sql_dir(props) -> str:
 def _apply(props) -> dict:
     from mfs import migrations
 
-    run_async(migrations.apply_migrations(props["dsn"], _sql_dir(props)))
+    run_async(migrations.apply_migrations(_dsn(props), _sql_dir(props)))
     names = [m.name for m in migrations.local_migrations(_sql_dir(props))]
     return {**props, "applied": names}
 
@@ -53,13 +60,21 @@ class SchemaMigrationsProvider(ResourceProvider):
     def update(self, _id, _olds, news):
         return UpdateResult(_apply(news))
 
+    def read(self, id_, props):
+        """`applied` as the database's ledger says: a dropped schema shows as pending again."""
+        from mfs import migrations
+
+        pending = set(run_async(migrations.pending_migrations(_dsn(props), _sql_dir(props))))
+        names = [m.name for m in migrations.local_migrations(_sql_dir(props))]
+        return ReadResult(id_, {**props, "applied": [n for n in names if n not in pending]})
+
     def delete(self, _id, props):
         if not props.get("drop_on_destroy"):
             return
         import asyncpg
 
         async def drop():
-            con = await asyncpg.connect(props["dsn"])
+            con = await asyncpg.connect(_dsn(props))
             try:
                 for schema in OWNED_SCHEMAS:
                     await con.execute(f'drop schema if exists "{schema}" cascade')

@@ -120,17 +120,21 @@ def load_provider(inputs: dict):
 FAKE_OUTPUTS = {
     "SchemaMigrations": lambda i: {"applied": i.get("migrations", [])},
     "RandomSecret": lambda i: {"value": "fake-generated-secret"},
+    "RandomSuffix": lambda i: {"value": "a1b2c3"},
     "MetaflowConfig": lambda i: {"config_json": "{}", "files": {}},
     "LocalPostgres": lambda i: {"pid": 1, "port": 5432,
                                 "url": "postgresql://postgres:pw@127.0.0.1:5432/postgres"},
-    "LocalS3": lambda i: {"pid": 2, "endpoint": "http://127.0.0.1:9000",
+    "LocalS3": lambda i: {"pid": 2, "port": 9000, "endpoint": "http://127.0.0.1:9000",
                           "access_key_id": "AK", "secret_access_key": "SK"},
-    "LocalRouter": lambda i: {"pid": 3, "url": "http://127.0.0.1:8080"},
+    "LocalRouter": lambda i: {"pid": 3, "port": 8080, "url": "http://127.0.0.1:8080"},
     "Project": lambda i: {"ref": "abcdefghijklmnopqrst", "project_id": "neon-proj",
                           "url": "https://abcdefghijklmnopqrst.supabase.co",
-                          "db_url": "postgresql://u:p@pooler:5432/postgres"},
+                          "db_url": "postgresql://u:p@pooler:5432/postgres",
+                          "pooled_url": "postgresql://u:p@ep-1-pooler.neon.example/neondb",
+                          "pooler_url": "postgresql://u:p@pooler:6543/postgres"},
     "Bucket": lambda i: {"endpoint": "https://s3.example", "access_key_id": "B2K",
-                         "secret_access_key": "B2S", "bucket_id": "b"},
+                         "secret_access_key": "B2S", "bucket_id": "b", "session_token": "JWT"},
+    "cloudflare:index/accountToken:AccountToken": lambda i: {"value": "r2-token-value"},
     "Function": lambda i: {"url": "https://abcdefghijklmnopqrst.supabase.co/functions/v1/x"},
     "cockroach:index/cluster:Cluster": lambda i: {"regions": [{"name": "us-east-1",
                                                                "sqlDns": "crdb.example"}]},
@@ -163,7 +167,10 @@ class ProgramMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", {**inputs, **fake(unwrap(inputs))}
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}, None
+        if args.token.endswith("getAccountApiTokenPermissionGroupsList"):
+            return {"results": [{"id": "pg-" + args.args["name"].split()[-1].lower(),
+                                 "name": args.args["name"]}]}
+        return {}
 
 
 class RecordingMonitor(pmocks.MockMonitor):

@@ -1,21 +1,15 @@
-"""A local stand-in for the Supabase Management API that validates every request against the
-published OpenAPI document (tests/pulumi/vendor, copied from shared/vendor) with openapi-core and answers with responses that
-are themselves validated against the same document."""
+"""A stand-in for the Supabase Management API (validated against Supabase's published document,
+see vendor_standin.py) and, under /storage/v1, for a project's Storage API (not in that
+document: answered as Supabase Storage does, unvalidated). It remembers what exists, so reads
+and deletes of vanished things answer 404 as the real services do."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from vendor_standin import StandIn
 
-import requests
-from openapi_core import Config, OpenAPI
-from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
-
-SPEC = Path(__file__).resolve().parent / "vendor" / "supabase-management-api.openapi.json"
 REF = "qwertyuiopasdfghjklz"
 NOW = "2025-01-01T00:00:00Z"
+ANON, SERVICE = "eyJ.anon.jwt", "eyJ.service.jwt"
 
 
 def project(status):
@@ -23,106 +17,84 @@ def project(status):
             "name": "mfs", "region": "us-east-1", "created_at": NOW, "status": status}
 
 
-def answer(method, path, polls):
-    """(status, json body) for a request the spec accepted."""
+def answer(api, method, path, query, body):
+    st = api.state
+    p = f"/v1/projects/{REF}"
     if (method, path) == ("POST", "/v1/projects"):
+        st.update(project="COMING_UP", polls=0, password=body["db_pass"])
         return 201, project("COMING_UP")
-    if method == "GET" and path == f"/v1/projects/{REF}":
-        polls.append(1)
-        status = "ACTIVE_HEALTHY" if len(polls) >= 2 else "COMING_UP"
-        return 200, {**project(status), "database": {
+    if path.startswith(p) and "project" not in st:
+        return 404, {"message": "project not found"}
+    if method == "GET" and path == p:
+        st["polls"] += 1
+        if st["polls"] >= 2 and st["project"] == "COMING_UP":
+            st["project"] = "ACTIVE_HEALTHY"
+        return 200, {**project(st["project"]), "database": {
             "host": f"db.{REF}.supabase.co", "version": "15.8", "postgres_engine": "15",
             "release_channel": "ga"}}
+    if method == "DELETE" and path == p:
+        del st["project"]
+        return 200, {"id": 1, "ref": REF, "name": "mfs"}
+    if path == f"{p}/database/password":
+        st["password"] = body["password"]
+        return 200, {"message": "ok"}
     if path.endswith("/config/database/pooler"):
         return 200, [{"identifier": REF, "database_type": "PRIMARY", "is_using_scram_auth": True,
                       "db_user": f"postgres.{REF}", "db_host": "aws-0-us-east-1.pooler.supabase.com",
                       "db_port": 6543, "db_name": "postgres",
                       "connection_string": "postgresql://x", "connectionString": "postgresql://x",
                       "default_pool_size": 15, "max_client_conn": 200, "pool_mode": "transaction"}]
+    if path.endswith("/api-keys"):
+        return 200, [{"name": "anon", "api_key": ANON, "type": "legacy"},
+                     {"name": "service_role", "api_key": SERVICE, "type": "legacy"}]
+    functions = st.setdefault("functions", set())
+    secrets = st.setdefault("secrets", set())
     if path.endswith("/functions/deploy"):
-        return 201, {"id": "fn-1", "slug": "metadata-router", "name": "metadata-router",
+        functions.add(query["slug"][0])
+        return 201, {"id": "fn-1", "slug": query["slug"][0], "name": query["slug"][0],
                      "status": "ACTIVE", "version": 1}
-    if path.endswith("/database/query"):
-        return 201, []
-    if method == "DELETE" and path == f"/v1/projects/{REF}":
-        return 200, {"id": 1, "ref": REF, "name": "mfs"}
+    if "/functions/" in path:
+        slug = path.rsplit("/", 1)[1]
+        if slug not in functions:
+            return 404, {"message": "function not found"}
+        if method == "DELETE":
+            functions.discard(slug)
+            return 200, {}
+        return 200, {"id": "fn-1", "slug": slug, "name": slug, "status": "ACTIVE", "version": 1,
+                     "created_at": 0, "updated_at": 0}
+    if path.endswith("/secrets"):
+        if method == "POST":
+            secrets.update(s["name"] for s in body)
+            return 201, {}
+        secrets.difference_update(body)
+        return 200, {}
     return (201 if method == "POST" else 200), {}
 
 
-def drop_inline_discriminators(node):
-    """The document puts `discriminator` (no mapping) on oneOf of inline schemas, which
-    openapi-core resolves to a non-existent `#/components/schemas/<value>`. The oneOf itself
-    still decides validity exactly, so the discriminator hint is removed from this copy."""
-    if isinstance(node, dict):
-        if "discriminator" in node and all("$ref" not in s for s in node.get("oneOf", [])):
-            del node["discriminator"]
-        for v in node.values():
-            drop_inline_discriminators(v)
-    elif isinstance(node, list):
-        for v in node:
-            drop_inline_discriminators(v)
+def storage(api, method, path, body):
+    """Supabase Storage's bucket routes, as `POST /bucket`, `GET|DELETE /bucket/{id}` and
+    `POST /bucket/{id}/empty` answer them (a non-empty bucket cannot be deleted)."""
+    buckets = api.state.setdefault("buckets", {})  # id -> number of objects
+    rest = path[len("/storage/v1/bucket"):].strip("/").split("/")
+    if method == "POST" and rest == [""]:
+        buckets[body["id"]] = 0
+        return 200, {"name": body["id"]}
+    if rest[0] not in buckets or "project" not in api.state:
+        return 404, {"statusCode": "404", "error": "Bucket not found", "message": "Bucket not found"}
+    if method == "POST" and rest[1:] == ["empty"]:
+        buckets[rest[0]] = 0
+        return 200, {"message": "Successfully emptied"}
+    if method == "DELETE":
+        if buckets[rest[0]]:
+            return 409, {"statusCode": "409", "error": "Bucket not empty", "message": "not empty"}
+        del buckets[rest[0]]
+        return 200, {"message": "Successfully deleted"}
+    return 200, {"id": rest[0], "name": rest[0], "public": False}
 
 
-class StandIn:
-    def __init__(self):
-        spec = json.loads(SPEC.read_text())
-        drop_inline_discriminators(spec)
-        self.calls: list[tuple[str, str]] = []
-        self.errors: list[str] = []
-        self.bodies: dict = {}
-        polls: list = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                url = f"http://127.0.0.1:{self.server.server_port}{self.path}"
-                req = requests.Request(self.command, url, headers=dict(self.headers),
-                                       data=body).prepare()
-                path = self.path.split("?")[0]
-                outer.calls.append((self.command, path))
-                outer.bodies[(self.command, path)] = body
-                try:
-                    outer.openapi.validate_request(RequestsOpenAPIRequest(req))
-                except Exception as exc:  # report, answer 400 like the real API would
-                    outer.errors.append(f"{self.command} {self.path}: {exc!r} "
-                                        f"{getattr(exc, '__cause__', '')!r}")
-                    self._send(req, 400, {"message": "invalid request"}, validate=False)
-                    return
-                status, payload = answer(self.command, path, polls)
-                self._send(req, status, payload)
-
-            def _send(self, req, status, payload, validate=True):
-                data = json.dumps(payload).encode()
-                if validate:
-                    resp = requests.Response()
-                    resp.status_code, resp._content = status, data
-                    resp.headers["Content-Type"] = "application/json"
-                    try:
-                        outer.openapi.validate_response(RequestsOpenAPIRequest(req),
-                                                        RequestsOpenAPIResponse(resp))
-                    except Exception as exc:
-                        outer.errors.append(f"stand-in answer to {req.method} {req.url}: {exc!r}")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        spec["servers"] = [{"url": self.url}]
-        # the published document carries vendor keywords (hideDefinitions) that a strict
-        # validation *of the document* refuses; requests and responses are still validated
-        self.openapi = OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None))
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def supabase_standin() -> StandIn:
+    def route(api, method, path, query, body):
+        if path.startswith("/storage/v1/"):
+            return storage(api, method, path, body)
+        return answer(api, method, path, query, body)
+    return StandIn("supabase-management-api.openapi.json", route, undocumented="/storage/v1/")

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from components.render import SECRETS_DIR
-from harness import run_program
+from harness import ROOT, run_program
 from leftovers import MARKER
 from mfs.processes import free_port, stop_process
 from mfs.router import deno_binary, wait_healthy
@@ -35,7 +35,7 @@ def deployed(tmp_path_factory):
     command = run.one("command:local:Command").plain
     argv = shlex.split(command["create"])
     assert argv[0] == "python"
-    built = subprocess.run([sys.executable, *argv[1:]], cwd=command["dir"], capture_output=True,
+    built = subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, capture_output=True,
                            text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
     secrets_dir = tmp_path_factory.mktemp("etc-secrets")

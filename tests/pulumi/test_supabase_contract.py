@@ -6,14 +6,14 @@ import pytest
 
 from components.providers.supabase_api import (SupabaseBucketProvider, SupabaseFunctionProvider,
                                                SupabaseProjectProvider, router_files)
-from supabase_standin import REF, StandIn
+from supabase_standin import ANON, REF, SERVICE, supabase_standin
 
 TOKEN = "sbp_" + "0" * 40
 
 
 @pytest.fixture
 def api():
-    server = StandIn()
+    server = supabase_standin()
     yield server
     server.close()
 
@@ -22,10 +22,10 @@ def test_project_lifecycle_conforms_to_the_openapi_document(api):
     p = SupabaseProjectProvider()
     props = {"name": "mfs", "organization": "my-org", "region": "us-east-1",
              "instance_size": "", "api_url": api.url, "access_token": TOKEN,
-             "db_pass": "pw-secret", "poll": 0.01}
+             "db_pass": "pw-secret", "poll": 0.01, "retry_backoff": 0.01}
     created = p.create(props)
     assert created.id == REF
-    # session pooler on 5432 (advisory locks, IPv4), never the transaction port 6543
+    # session pooler on 5432 (session locks, IPv4), never the transaction port 6543
     assert created.outs["db_url"] == (f"postgresql://postgres.{REF}:pw-secret@"
                                       "aws-0-us-east-1.pooler.supabase.com:5432/postgres?sslmode=require")
     p.delete(created.id, created.outs)
@@ -36,11 +36,22 @@ def test_project_lifecycle_conforms_to_the_openapi_document(api):
 
 
 def test_bucket_and_function_conform_to_the_openapi_document(api):
-    base = {"ref": REF, "api_url": api.url, "access_token": TOKEN}
+    SupabaseProjectProvider().create({"name": "mfs", "organization": "my-org",
+                                      "access_token": TOKEN, "db_pass": "pw", "poll": 0.01,
+                                      "api_url": api.url})
+    base = {"ref": REF, "api_url": api.url, "access_token": TOKEN, "retry_backoff": 0.01}
     b = SupabaseBucketProvider()
-    bucket = b.create({**base, "bucket": "metaflow-data", "drop_data": True})
+    bucket = b.create({**base, "bucket": "metaflow-data", "drop_data": True,
+                       "storage_url": f"{api.root}/storage/v1"})
     assert bucket.outs["endpoint"] == f"https://{REF}.supabase.co/storage/v1/s3"
+    # Supabase's session-token S3 auth: ref / anon key / service-role JWT
+    assert (bucket.outs["access_key_id"], bucket.outs["secret_access_key"],
+            bucket.outs["session_token"]) == (REF, ANON, SERVICE)
+    assert api.state["buckets"] == {"metaflow-data": 0}
+    api.state["buckets"]["metaflow-data"] = 3  # artifacts in it: emptied, then deleted
     b.delete(bucket.id, bucket.outs)
+    assert api.state["buckets"] == {}
+    assert ("POST", "/storage/v1/bucket/metaflow-data/empty") in api.calls
 
     f = SupabaseFunctionProvider()
     secrets = {"METADATA_API_KEY": "k", "QUOTA_SCOPE": "default", "PATH_PREFIX": "/metadata-router"}
