@@ -53,7 +53,7 @@ from mfs.router import deno_binary
 
 HANDLER = ROUTER_DIR / "handler.ts"
 VALUES = {"flow_id": "AuthFlow", "run_number": "1", "step_name": "start", "task_id": "1",
-          "name": "x", "attempt_id": "0"}
+          "name": "x", "attempt_id": "0", "kind": "flows"}
 
 
 def concrete(pattern: str) -> str:

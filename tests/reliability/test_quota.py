@@ -211,7 +211,7 @@ def test_300_concurrent_sessions_calling_mfs_api_call_admit_exactly_the_limit(bi
 
 def sample_path(pattern: str) -> str:
     values = {"flow_id": "QuotaFlow", "run_number": "1", "step_name": "start", "task_id": "1",
-              "name": "x", "attempt_id": "0"}
+              "name": "x", "attempt_id": "0", "kind": "flows"}
     for k, v in values.items():
         pattern = pattern.replace("{" + k + "}", v)
     return pattern
