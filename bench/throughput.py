@@ -36,7 +36,8 @@ def before_revision() -> str:
     added = subprocess.run(["git", "log", "--format=%H", "--diff-filter=A", "-1", "--",
                             "sql/0020_quota_slots.sql"], cwd=common.ROOT, capture_output=True,
                            text=True, check=True).stdout.strip()
-    return added + "^"
+    return subprocess.run(["git", "rev-parse", "--short", added + "^"], cwd=common.ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
 
 
 def export_sql(rev: str, into: Path) -> list[str]:
