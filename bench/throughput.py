@@ -9,10 +9,15 @@ replayed in copies under new flow names (bench/replay.py) by `concurrency` worke
 HTTP to a router or as the same mfs_api.call statement through an asyncpg pool ("direct").
 Both scopes carry a quota (1e9 requests, 1e13 bytes: a limited scope, far from its limit, as
 on a free plan) unless --unlimited. Every round runs the four variants, in a rotated order;
-medians over rounds, ratios per round. pg_stat_statements gives the server time per call
-(mean_exec_time of the mfs_api.call statement in that database during the phase).
+medians over rounds, ratios per round. pg_stat_statements (track=top) gives the statements and
+the server execution time per request: everything that database ran during the phase ÷ the
+requests answered (the time a statement waits for a lock counts; its commit's WAL flush does not).
+
+With --official DIR --official-python PY the official service (bench/official_service.py) is a
+fifth variant, on a third database with its own schema, same pool size.
 
     python bench/throughput.py [--rounds 3] [--seconds 8] [--concurrency 16,64] [--before REV]
+                               [--official DIR --official-python PY]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from common import log, median, pct
 from replay import Replayer, direct_sender, http_sender, program_from_records
 
 VARIANTS = ["router before", "router after", "direct before", "direct after"]
+OFFICIAL = "official service"
 
 
 def before_revision() -> str:
@@ -51,41 +57,48 @@ def export_sql(rev: str, into: Path) -> list[str]:
     return [Path(n).name for n in names]
 
 
-async def server_ms_per_call(admin, db: str) -> tuple[int, float]:
+async def server_time(admin, db: str) -> tuple[int, float]:
+    """Statements run and their total execution ms in database `db` since the last reset."""
     row = await admin.fetchrow(
-        """select coalesce(sum(calls), 0)::bigint calls, coalesce(sum(total_exec_time), 0) ms
+        """select coalesce(sum(calls), 0)::bigint calls, coalesce(sum(total_exec_time), 0)::float8 ms
              from pg_stat_statements s join pg_database d on d.oid = s.dbid
-            where d.datname = $1 and s.query like '%mfs_api.call%'""", db)
-    return row["calls"], (row["ms"] / row["calls"] if row["calls"] else 0.0)
+            where d.datname = $1""", db)
+    return row["calls"], row["ms"]
 
 
-async def bench(pg, dsns: dict, routers: dict, program, args) -> dict:
+async def bench(pg, dsns: dict, routers: dict, program, args, official=None) -> dict:
     admin = await asyncpg.connect(pg.dsn)
     await admin.execute("create extension if not exists pg_stat_statements")
-    pools = {k: await asyncpg.create_pool(d, min_size=args.pool, max_size=args.pool) for k, d in dsns.items()}
+    pools = {k: await asyncpg.create_pool(d, min_size=args.pool, max_size=args.pool) for k, d in dsns.items()
+             if k != "official"}
+    variants = VARIANTS + ([OFFICIAL] if official else [])
     out = {}
     for conc in args.concurrency:
         conn = aiohttp.TCPConnector(limit=conc, keepalive_timeout=60)
         session = aiohttp.ClientSession(connector=conn)
         senders = {f"router {k}": http_sender(session, r.url, r.key) for k, r in routers.items()}
-        senders |= {f"direct {k}": direct_sender(pools[k]) for k in dsns}
+        senders |= {f"direct {k}": direct_sender(pools[k]) for k in pools}
+        if official:
+            senders[OFFICIAL] = http_sender(session, official.url, official.key)
         replayer = Replayer(program, f"C{conc}x")
-        for name in VARIANTS:  # warm-up: connections, prepared statements, plan caches
+        for name in variants:  # warm-up: connections, prepared statements, plan caches
             await replayer.run(senders[name], conc, 2.0)
         rounds = []
         for i in range(args.rounds):
-            order = VARIANTS[i % 4:] + VARIANTS[:i % 4]
+            order = variants[i % len(variants):] + variants[:i % len(variants)]
             if i % 2:
                 order.reverse()
             res = {}
             for name in order:
-                db = dsns[name.split()[1]].rsplit("/", 1)[1]
+                db = dsns["official" if name == OFFICIAL else name.split()[1]].rsplit("/", 1)[1]
                 await admin.execute("select pg_stat_statements_reset()")
                 r = await replayer.run(senders[name], conc, args.seconds)
-                r["server_calls"], r["server_ms_per_call"] = await server_ms_per_call(admin, db)
+                calls, ms = await server_time(admin, db)
+                r["statements_per_request"] = calls / max(r["requests"], 1)
+                r["server_ms_per_request"] = ms / max(r["requests"], 1)
                 res[name] = r
-                log(f"c{conc} round {i + 1} {name:13s}: {r['rps']:6.0f} req/s, {len(r['errors'])} 5xx, "
-                    f"server {r['server_ms_per_call']:.2f} ms/call")
+                log(f"c{conc} round {i + 1} {name:16s}: {r['rps']:6.0f} req/s, {len(r['errors'])} 5xx, "
+                    f"server {r['server_ms_per_request']:.2f} ms/request")
             rounds.append(res)
         await session.close()
         out[conc] = rounds
@@ -102,22 +115,28 @@ def report(out: dict, args, mix_n: int, tasks: int, rev: str) -> dict:
           f"{'unlimited scope' if args.unlimited else 'limited scope far from its limit'}\n")
     summary = {}
     for conc, rounds in out.items():
-        med = {v: median([r[v]["rps"] for r in rounds]) for v in VARIANTS}
+        variants = [v for v in VARIANTS + [OFFICIAL] if v in rounds[0]]
+        med = {v: median([r[v]["rps"] for r in rounds]) for v in variants}
         ratio = {
             "router after / before": median([r["router after"]["rps"] / r["router before"]["rps"] for r in rounds]),
             "direct after / before": median([r["direct after"]["rps"] / r["direct before"]["rps"] for r in rounds]),
             "router / direct, before": median([r["router before"]["rps"] / r["direct before"]["rps"] for r in rounds]),
             "router / direct, after": median([r["router after"]["rps"] / r["direct after"]["rps"] for r in rounds]),
         }
+        if OFFICIAL in variants:
+            for side in ("before", "after"):
+                ratio[f"router {side} / official"] = median([r[f"router {side}"]["rps"] / r[OFFICIAL]["rps"]
+                                                             for r in rounds])
         print(f"### concurrency {conc}\n")
         print("| variant | " + " | ".join(f"round {i + 1} req/s" for i in range(len(rounds)))
-              + " | **median req/s** | p50 ms | p99 ms | server ms/call (pg_stat_statements) | 5xx |")
-        print("|---|" + "---|" * (len(rounds) + 5))
-        for v in VARIANTS:
+              + " | **median req/s** | p50 ms | p99 ms | statements/request | server ms/request | 5xx |")
+        print("|---|" + "---|" * (len(rounds) + 6))
+        for v in variants:
             lat = [x for r in rounds for op in r[v]["latencies"].values() for x in op]
             print(f"| {v} | " + " | ".join(f"{r[v]['rps']:.0f}" for r in rounds)
                   + f" | **{med[v]:.0f}** | {pct(lat, .5) * 1e3:.1f} | {pct(lat, .99) * 1e3:.1f} | "
-                  f"{median([r[v]['server_ms_per_call'] for r in rounds]):.2f} | "
+                  f"{median([r[v]['statements_per_request'] for r in rounds]):.2f} | "
+                  f"{median([r[v]['server_ms_per_request'] for r in rounds]):.2f} | "
                   f"{sum(len(r[v]['errors']) for r in rounds)} |")
         print()
         print("| ratio (median of per-round ratios) | value |")
@@ -126,7 +145,7 @@ def report(out: dict, args, mix_n: int, tasks: int, rev: str) -> dict:
             print(f"| {k} | **{x:.2f}** |")
         print()
         summary[conc] = dict(median_rps=med, ratios=ratio,
-                             rounds=[{v: {k: x for k, x in r[v].items() if k != "latencies"} for v in VARIANTS}
+                             rounds=[{v: {k: x for k, x in r[v].items() if k != "latencies"} for v in variants}
                                      for r in rounds])
     return summary
 
@@ -141,11 +160,13 @@ def main():
     ap.add_argument("--width", type=int, default=10, help="foreach width of the recorded run")
     ap.add_argument("--before", help="git revision whose sql/ is 'before' (default: before 0020)")
     ap.add_argument("--unlimited", action="store_true", help="no quota limits on the scope")
+    ap.add_argument("--official", type=Path, help="checkout of Netflix/metaflow-service (its services/ folder)")
+    ap.add_argument("--official-python", default="python3", help="a Python with the official requirements")
     args = ap.parse_args()
     rev = args.before or before_revision()
 
     pg = common.start_postgres()
-    routers = {}
+    routers, official = {}, None
     try:
         work = Path(tempfile.mkdtemp(prefix="mfs-bench-tp-"))
         records = common.record_run(pg, args.width, work)
@@ -157,13 +178,21 @@ def main():
         log(f"before = {rev}: {len(names)} migrations, last {names[-1]}")
         dsns = {"before": common.new_database(pg, migrate=False), "after": common.new_database(pg)}
         common.migrations.apply(dsns["before"], sql_dir=before_sql)
-        for dsn in dsns.values():
+        for dsn in dsns.values():  # (the official service has no quota)
             if not args.unlimited:
                 common.run_sync(_set_limits(dsn))
         for k, dsn in dsns.items():
             routers[k] = common.Router(dsn, extra_env={"DB_MAX_CONNECTIONS": str(args.pool)})
-        out = common.run_sync(bench(pg, dsns, routers, program, args))
+        if args.official:
+            from official_service import OfficialService, apply_official_schema
+            dsns["official"] = common.new_database(pg, migrate=False)
+            n = common.run_sync(apply_official_schema(dsns["official"], args.official))
+            log(f"official schema: {n} migration files")
+            official = OfficialService(dsns["official"], args.official, args.official_python, args.pool)
+        out = common.run_sync(bench(pg, dsns, routers, program, args, official))
     finally:
+        if official:
+            official.stop()
         for r in routers.values():
             r.stop()
         pg.stop()
