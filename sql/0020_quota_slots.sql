@@ -1,48 +1,56 @@
 -- The quota ledger without a hot row (issue 14). Until now every request upserted the one
 -- mfs.quota_usage row of its scope and held that row's lock through its commit's WAL flush, so
 -- all requests of a scope committed one after the other. Usage is now spread over
--- mfs.quota_slot_count() slot rows per (scope, month), summed on read; mfs.quota_usage becomes
--- a view with the same columns and rows as the old table (a row once a request was counted).
+-- K = mfs.quota_slot_count() slot rows per (scope, month), summed on read; mfs.quota_usage
+-- becomes a view with the same columns and rows as the old table (a row once a request counted).
 --
 -- Admission stays exact: at a limit of N exactly N requests are admitted, whatever the
 -- concurrency, and a request is admitted while the egress bytes counted before it are below
--- the egress limit (the old rule). Three paths:
+-- the egress limit (the old rule). A transaction (one request through the router; SQL callers
+-- may call mfs_api.call several times before committing) charges on one of three paths:
 --
 --   free   no limit on the scope: count in any free slot, check nothing.
---   fast   far from every limit: lock ONE slot row (any unlocked one), count in it, then read
---          the sum S (requests, bytes) of all slots in a new statement and keep the request iff
---              S.requests + K - 1 <= max_requests   and
---              S.egress - own bytes + (K - 1) * B < max_egress_bytes
---          (K slots, B = mfs.quota_fast_reply_bytes(): replies larger than B never take this
---          path). Otherwise the charge raises MFQEX and mfs_api.call rolls back the request
---          (operation included: its subtransaction) and runs it again on the exact path.
---   exact  near a limit (the snapshot's remaining budget below K requests or K * B bytes),
---          for replies larger than B, outside READ COMMITTED: lock ALL slot rows in slot
---          order, read the sum (now exact: every earlier charge has committed or rolled back
---          and no new one can start), admit iff requests < max and egress < max, count in a slot.
---   A request is refused (MF429) only on the exact path, or before the operation runs when the
---   committed usage already reached a limit (it never decreases within a month).
+--   fast   far from every limit: lock ONE slot row (the first unlocked one), count in it, then
+--          read the sum S (requests, bytes) of all slots in a new statement and keep the
+--          request iff, with C = mfs.quota_fast_counts() and B = mfs.quota_fast_reply_bytes(),
+--              S.requests + K * C - 1 <= max_requests   and
+--              S.egress - own bytes + (K * C - 1) * B < max_egress_bytes.
+--          Otherwise the charge raises MFQEX, and mfs_api.call rolls the request back (the
+--          operation too: its subtransaction) and runs it again on the exact path. The
+--          transaction's next C - 1 charges of replies up to B bytes count in the slot it holds
+--          without a check (the first check budgeted them); a reply larger than B never takes
+--          this path.
+--   exact  near a limit (the snapshot's remaining budget below K * C requests or K * C * B
+--          bytes), replies over B, outside READ COMMITTED, a transaction's (C + 1)-th charge:
+--          lock ALL slot rows in slot order, read the sum (now exact: every other charge has
+--          committed or rolled back, and no new one can start), admit iff requests < max and
+--          egress < max, count in slot 0; the transaction keeps every slot till it ends.
+--   A request is refused (MF429) only on the exact path, or before its operation runs when the
+--   usage its snapshot sees already reached a limit (usage never decreases within a month).
 --
--- Why the fast path is exact. A charge that is counted but not yet committed holds the row
--- lock of its slot until its transaction ends, and a slot row has at most one such holder (a
--- second updater waits until the first is no longer running), so at any instant there are at
--- most K uncommitted counts, one per slot. A fast request R reads S in a snapshot taken after
--- it locked and counted in its slot: S holds every count committed before that instant and R's
--- own; every other count existing at that instant (committed or not) is uncommitted and sits
--- in one of the K - 1 other slots. So at R's check instant at most S.requests + K - 1 counts
--- exist, and at most S.egress - own + (K - 1) * B bytes of other requests (fast holders have
--- replies of at most B bytes; an exact holder holds all slots, so it cannot be running then).
--- Order the admitted requests by their check instant (fast: that snapshot; exact: its count,
--- taken while holding every slot). Everything admitted before R in that order counted before
--- R's check and is still there at R's check, so it is among the counts bounded above: fewer
--- than N requests (resp. fewer than max bytes) come before R, i.e. R is within the limit in a
--- serial order, exactly as with one locked row. For the last admitted request this gives
--- "at most N admitted". Conversely a refusal means N admitted requests (resp. max bytes) have
--- committed already, so no request is refused while budget remains: with more than N
--- requests, exactly N are admitted. Rolled-back counts (a fast request sent to the exact
--- path, a failed transaction) only make the bounds looser. Holders never wait for one another
--- in a cycle: a fast holder waits for nothing after locking its slot, a fast request that
--- waits for a slot holds none, and exact requests lock slots in one order.
+-- Why the fast path is exact. A count not yet committed sits in a slot row whose lock its
+-- transaction holds until it ends, and a slot row has one such holder at most (a second
+-- updater waits until the first is no longer running); a holder has at most C fast counts, all
+-- in its one slot. Call a transaction's check instant the snapshot of its fast check (exact:
+-- each exact count, taken while holding every slot). Let t be the latest check instant of all
+-- admitted counts (a fast transaction's later counts belong to its first check). Every count
+-- admitted at all belongs to a check at or before t; at t its transaction had committed (its
+-- counts are in S, read at t) or was running: a fast transaction X checking at t holds one
+-- slot, every other running counter holds another one of the K - 1 others (an exact one would
+-- hold all slots, impossible while X holds one) and ends with at most C counts of at most B
+-- bytes each. So all counts ever admitted number at most (S - 1) + (K - 1) * C + C
+-- = S + K * C - 1 <= N, and the bytes of all but X's first are below the egress limit; if t is
+-- an exact count, nothing else runs and S was exact: at most N. Conversely a refusal means N
+-- requests (resp. the egress limit) committed already, so none is refused while budget
+-- remains: with more than N requests, exactly N are admitted. Rolled-back counts only loosen
+-- the bounds.
+--
+-- Waits: a fast holder waits for nothing after its first count, a fast request that waits for
+-- a slot holds none, an exact request that held nothing locks slots in one order: no cycle. A
+-- transaction that counted on the fast path and then needs the exact path (its (C + 1)-th
+-- charge, or a reply over B, in one transaction) waits for every slot while holding one: two of
+-- those at once can deadlock, which PostgreSQL breaks by aborting one (rolled back, nothing
+-- counted). The router never does it: one request, one transaction.
 --
 -- Requests that only read are committed with synchronous_commit off (as since 0007); so are
 -- heartbeats now: see mfs.durable_commit below.
@@ -64,6 +72,10 @@ language sql immutable as $$ select 16 $$;
 -- B: the largest reply that may take the fast path when an egress limit is set.
 create or replace function mfs.quota_fast_reply_bytes() returns bigint
 language sql immutable as $$ select 65536::bigint $$;
+
+-- C: how many fast counts one transaction may hold in its slot.
+create or replace function mfs.quota_fast_counts() returns int
+language sql immutable as $$ select 4 $$;
 
 -- the old table's counts move to slot 0; every (scope, month) gets all its slots
 insert into mfs.quota_slots (scope, month, slot, requests, egress_bytes)
@@ -125,36 +137,46 @@ language sql as $$
     on conflict do nothing
 $$;
 
--- Counts one request in one slot row, whose lock is then held until the transaction ends:
--- the first slot nobody holds, else (more than K charges at once) this session's own slot,
--- waiting for its holder.
-create or replace function mfs.quota_count(p_scope text, m date, bytes bigint) returns void
+-- The transaction-local setting naming what this transaction holds of (scope, month)'s slots:
+-- '' nothing, 'slot,count' one slot and its fast counts, 'all' every slot (the exact path).
+-- set_config is transactional: a failed charge's subtransaction rolls it back with the count.
+create or replace function mfs.quota_held_setting(p_scope text, m date) returns text
+language sql immutable as $$ select 'mfs.held_' || md5(p_scope || '/' || m::text) $$;
+
+-- Counts one request in a slot row nobody holds (the first), else (more than K charges at
+-- once) in this session's own slot, waiting for its holder; the lock lasts till the
+-- transaction ends. Returns the slot.
+create or replace function mfs.quota_count(p_scope text, m date, bytes bigint) returns smallint
 language plpgsql as $$
+declare
+    got smallint;
 begin
     update mfs.quota_slots s
        set requests = s.requests + 1, egress_bytes = s.egress_bytes + bytes
      where (s.scope, s.month, s.slot) = (select f.scope, f.month, f.slot from mfs.quota_slots f
                                           where f.scope = p_scope and f.month = m
-                                          order by f.slot limit 1 for update skip locked);
-    if found then
-        return;
+                                          order by f.slot limit 1 for update skip locked)
+    returning s.slot into got;
+    if not found then
+        perform mfs.quota_ensure_slots(p_scope, m);
+        update mfs.quota_slots s
+           set requests = s.requests + 1, egress_bytes = s.egress_bytes + bytes
+         where s.scope = p_scope and s.month = m and s.slot = pg_backend_pid() % mfs.quota_slot_count()
+        returning s.slot into got;
     end if;
-    perform mfs.quota_ensure_slots(p_scope, m);
-    update mfs.quota_slots s
-       set requests = s.requests + 1, egress_bytes = s.egress_bytes + bytes
-     where s.scope = p_scope and s.month = m and s.slot = pg_backend_pid() % mfs.quota_slot_count();
+    return got;
 end
 $$;
 
 -- Before the operation runs: 'free', 'fast' or 'exact' (see the top of this file), or MF429
--- when the committed usage already reached a limit.
+-- when the usage already reached a limit.
 create or replace function mfs.quota_plan(p_scope text, exact boolean) returns text
 language plpgsql as $$
 declare
     lim mfs.quota_limits;
     used_requests bigint;
     used_bytes bigint;
-    k constant int := mfs.quota_slot_count();
+    margin constant int := mfs.quota_slot_count() * mfs.quota_fast_counts();
 begin
     select * into lim from mfs.quota_limits where scope = p_scope;
     if lim.max_requests is null and lim.max_egress_bytes is null then
@@ -166,8 +188,9 @@ begin
         perform mfs.quota_refuse(p_scope, lim);
     end if;
     if not exact and current_setting('transaction_isolation') = 'read committed'
-       and (lim.max_requests is null or used_requests + k <= lim.max_requests)
-       and (lim.max_egress_bytes is null or used_bytes + k * mfs.quota_fast_reply_bytes() < lim.max_egress_bytes) then
+       and (lim.max_requests is null or used_requests + margin <= lim.max_requests)
+       and (lim.max_egress_bytes is null
+            or used_bytes + margin * mfs.quota_fast_reply_bytes() < lim.max_egress_bytes) then
         return 'fast';
     end if;
     return 'exact';
@@ -181,29 +204,45 @@ language plpgsql as $$
 declare
     lim mfs.quota_limits;
     m date := mfs.current_month();
-    k constant int := mfs.quota_slot_count();
+    margin constant int := mfs.quota_slot_count() * mfs.quota_fast_counts();
+    big constant bigint := mfs.quota_fast_reply_bytes();
+    setting text := mfs.quota_held_setting(p_scope, m);
+    held text := coalesce(current_setting(setting, true), '');
+    slot_ smallint;
+    n int;
     used_requests bigint;
     used_bytes bigint;
 begin
-    if plan = 'free' then
-        perform mfs.quota_count(p_scope, m, bytes);
-        return;
-    end if;
-    select * into lim from mfs.quota_limits where scope = p_scope;
-    if plan = 'fast' and bytes <= mfs.quota_fast_reply_bytes() then
-        perform mfs.quota_count(p_scope, m, bytes);
+    if held not in ('', 'all') then
+        -- this transaction holds one slot: up to C fast counts there, budgeted by its first check
+        slot_ := split_part(held, ',', 1)::smallint;
+        n := split_part(held, ',', 2)::int;
+        if plan = 'free' or (n < mfs.quota_fast_counts() and bytes <= big) then
+            update mfs.quota_slots set requests = requests + 1, egress_bytes = egress_bytes + bytes
+             where scope = p_scope and month = m and slot = slot_;
+            perform set_config(setting, slot_ || ',' || (n + 1), true);
+            return;
+        end if;
+    elsif held = '' and (plan = 'free' or (plan = 'fast' and bytes <= big)) then
+        slot_ := mfs.quota_count(p_scope, m, bytes);
+        perform set_config(setting, slot_ || ',1', true);
+        if plan = 'free' then
+            return;
+        end if;
+        select * into lim from mfs.quota_limits where scope = p_scope;
         -- a new statement, so a snapshot taken after this request's slot was locked
         select sum(requests), sum(egress_bytes) into used_requests, used_bytes
           from mfs.quota_slots where scope = p_scope and month = m;
-        if (lim.max_requests is null or used_requests + k - 1 <= lim.max_requests)
-           and (lim.max_egress_bytes is null
-                or used_bytes - bytes + (k - 1) * mfs.quota_fast_reply_bytes() < lim.max_egress_bytes) then
+        if (lim.max_requests is null or used_requests + margin - 1 <= lim.max_requests)
+           and (lim.max_egress_bytes is null or used_bytes - bytes + (margin - 1) * big < lim.max_egress_bytes) then
             return;
         end if;
         raise exception using errcode = 'MFQEX', message = 'quota near its limit: charge exactly';
     end if;
+    select * into lim from mfs.quota_limits where scope = p_scope;
     perform mfs.quota_ensure_slots(p_scope, m);
     perform 1 from mfs.quota_slots where scope = p_scope and month = m order by slot for update;
+    perform set_config(setting, 'all', true);
     select sum(requests), sum(egress_bytes) into used_requests, used_bytes
       from mfs.quota_slots where scope = p_scope and month = m;
     if (lim.max_requests is null or used_requests < lim.max_requests)

@@ -305,6 +305,50 @@ def test_200_sessions_calling_until_refused_admit_exactly_the_limit(big_db, used
            f"{slots_used(dsn, scope)} slot rows used")
 
 
+def test_several_calls_in_one_transaction_are_admitted_exactly(big_db):
+    """mfs_api.call is one transaction per request through the router, but SQL users may call it
+    several times before a commit: 150 sessions, 4 calls per transaction, until refused."""
+    dsn, n, limit, per = big_db, 150, 2000, 4
+    scope = "multi"
+    q(dsn, "select mfs_api.set_quota_limits($1, $2, null)", scope, limit)
+
+    async def go():
+        cons = await asyncio.gather(*[asyncpg.connect(dsn) for _ in range(n)])
+        try:
+            gate = asyncio.Event()
+
+            async def one(con):
+                statuses, deadlocks = [], 0
+                await gate.wait()
+                while 429 not in statuses:
+                    try:
+                        async with con.transaction():
+                            got = [await con.fetchval("select status from mfs_api.call($1, 'ping', '{}', null)",
+                                                      scope) for _ in range(per)]
+                    except asyncpg.DeadlockDetectedError:
+                        deadlocks += 1  # (rolled back: counts nothing)
+                        continue
+                    statuses += got
+                return statuses, deadlocks
+
+            tasks = [asyncio.create_task(one(c)) for c in cons]
+            await asyncio.sleep(0.2)
+            gate.set()
+            return await asyncio.gather(*tasks)
+        finally:
+            await asyncio.gather(*[c.close() for c in cons])
+
+    res = run_sync(go())
+    statuses = [s for session, _ in res for s in session]
+    assert statuses.count(200) == limit and set(statuses) == {200, 429}
+    assert ledger(dsn, scope) == (limit, 6 * limit)
+    assert slots_used(dsn, scope) > 1
+    # up to mfs.quota_fast_counts() (4) charges a transaction never waits while holding a slot
+    assert sum(d for _, d in res) == 0
+    figure(f"quota/sql: {n} sessions, {per} calls per transaction until refused, limit {limit}: exactly "
+           f"{limit} admitted, no deadlock")
+
+
 @pytest.mark.parametrize("used_bytes", [0, 2_900_000])
 def test_an_egress_limit_with_replies_of_every_size_is_exact(big_db, used_bytes):
     """Replies of 6 bytes, ~200 bytes and > 64 KiB (beyond the fast path's bound) from 100
