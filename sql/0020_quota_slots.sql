@@ -141,7 +141,7 @@ $$;
 -- '' nothing, 'slot,count' one slot and its fast counts, 'all' every slot (the exact path).
 -- set_config is transactional: a failed charge's subtransaction rolls it back with the count.
 create or replace function mfs.quota_held_setting(p_scope text, m date) returns text
-language sql immutable as $$ select 'mfs.held_' || md5(p_scope || '/' || m::text) $$;
+language sql stable as $$ select 'mfs.held_' || md5(p_scope || '/' || to_char(m, 'YYYY-MM')) $$;
 
 -- Counts one request in a slot row nobody holds (the first), else (more than K charges at
 -- once) in this session's own slot, waiting for its holder; the lock lasts till the
