@@ -1,17 +1,15 @@
 """Shared benchmark plumbing: a Postgres with pg_stat_statements, fresh migrated databases, the
-real Deno router, the route table of routes.ts (for recording and replaying a Metaflow run), a
-recording HTTP proxy, and small statistics helpers. Nothing here asserts timings."""
+real Deno router, the route table of routes.ts (for recording and replaying a Metaflow run; the recording
+proxy is tests/testkit.py's), and small statistics helpers. Nothing here asserts timings."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -25,6 +23,9 @@ from mfs.aio import run_sync  # noqa: E402,F401 (the benchmarks call common.run_
 from mfs.local_postgres import DEBIAN_BIN, LocalPostgres  # noqa: E402
 from mfs.processes import free_port  # noqa: E402
 from mfs.router import start_router  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests"))
+from testkit import RecordingProxy  # noqa: E402,F401 (shared with the crash test)
 
 BENCH_DIR = Path(__file__).resolve().parent
 FLOW_FILE = BENCH_DIR / "flows" / "foreach_flow.py"
@@ -189,56 +190,6 @@ def run_flow(env: dict, width: int, cwd: Path, extra: tuple = ()) -> float:
 
 
 # ---------------------------------------------------------------- recording proxy
-
-class RecordingProxy:
-    """An HTTP proxy in front of the router that records every request and its reply:
-    {method, path, query, body, status, reply}. Runs its own event loop in a thread."""
-
-    def __init__(self, target: str):
-        self.target = target
-        self.port = free_port()
-        self.records: list[dict] = []
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._main, daemon=True)
-        self._thread.start()
-        self._ready.wait(30)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _main(self):
-        import aiohttp
-        from aiohttp import web
-
-        async def handle(req: web.Request):
-            body = await req.read()
-            headers = {k: v for k, v in req.headers.items() if k.lower() not in ("host", "content-length")}
-            async with self.session.request(req.method, self.target + req.rel_url.path_qs,
-                                            data=body if body else None, headers=headers) as r:
-                reply = await r.read()
-                self.records.append(dict(method=req.method, path=req.rel_url.path,
-                                         query=dict(req.rel_url.query), body=body.decode() or None,
-                                         status=r.status, reply=reply.decode(errors="replace"),
-                                         t=time.time()))
-                out_headers = {k: v for k, v in r.headers.items()
-                               if k.lower() not in ("content-length", "transfer-encoding", "content-encoding",
-                                                    "connection")}
-                return web.Response(status=r.status, body=reply, headers=out_headers)
-
-        async def main():
-            self.session = aiohttp.ClientSession()
-            app = web.Application(client_max_size=64 * 1024 * 1024)
-            app.router.add_route("*", "/{tail:.*}", handle)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
-            self._ready.set()
-            while True:
-                await asyncio.sleep(3600)
-
-        asyncio.run(main())
-
 
 def record_run(pg: LocalPostgres, width: int, workdir: Path) -> list[dict]:
     """Runs the benchmark flow once against router-behind-a-recorder; returns the records

@@ -1,6 +1,7 @@
 """Diagnostic behind a finding of figure 1: how much of mfs_api.call's throughput the quota
 charge costs. At concurrency 16, times the cheapest operation (ping) as
-  A) mfs_api.call('default', 'ping', ...)      -- dispatch + mfs.charge (one hot ledger row)
+  A) mfs_api.call('default', 'ping', ...)      -- dispatch + mfs.charge (one hot ledger row until
+                                                  sql/0020; since then 16 slot rows, no limit set)
   B) mfs.dispatch('ping', ...)                 -- the same operation without the charge
   C) A with synchronous_commit = off           -- the charge without waiting for the WAL flush
 alternating, medians over rounds.

@@ -3,7 +3,8 @@ markdown and saving it to $MFS_BENCH_OUT (default /tmp/bench)/figN.md.
 
     python bench/run_all.py [--quick] [--only 1,3]
 
---quick shortens the long ones (figure 1: 3 rounds of 5 s; figure 2: 2 rounds of a 30-wide flow).
+--quick shortens the long ones (figure 1: 3 rounds of 5 s; figure 2: 2 rounds of a 30-wide flow;
+figure 7: 2 rounds of 4 s).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ FIGURES = {
     4: ("capacity.py", [], []),
     5: ("cold_start.py", [], ["--rounds", "5"]),
     6: ("statements.py", [], []),
+    7: ("throughput.py", [], ["--rounds", "2", "--seconds", "4"]),
 }
 
 

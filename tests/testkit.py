@@ -4,6 +4,7 @@ conftest too, and `from conftest import` would pick either.)"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import queue
@@ -138,3 +139,60 @@ def drain(lines: "queue.Queue") -> str:
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class RecordingProxy:
+    """An HTTP proxy in front of the router that records every request and its reply:
+    {method, path, query, body, status, reply}. Runs its own event loop in a thread."""
+
+    def __init__(self, target: str):
+        self.target = target
+        self.port = free_port()
+        self.records: list[dict] = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _main(self):
+        import aiohttp
+        from aiohttp import web
+
+        async def handle(req: web.Request):
+            body = await req.read()
+            headers = {k: v for k, v in req.headers.items() if k.lower() not in ("host", "content-length")}
+            async with self.session.request(req.method, self.target + req.rel_url.path_qs,
+                                            data=body if body else None, headers=headers) as r:
+                reply = await r.read()
+                self.records.append(dict(method=req.method, path=req.rel_url.path,
+                                         query=dict(req.rel_url.query), body=body.decode() or None,
+                                         status=r.status, reply=reply.decode(errors="replace"),
+                                         t=time.time()))
+                out_headers = {k: v for k, v in r.headers.items()
+                               if k.lower() not in ("content-length", "transfer-encoding", "content-encoding",
+                                                    "connection")}
+                return web.Response(status=r.status, body=reply, headers=out_headers)
+
+        async def main():
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self.session = aiohttp.ClientSession()
+            app = web.Application(client_max_size=64 * 1024 * 1024)
+            app.router.add_route("*", "/{tail:.*}", handle)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            self._ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+            await self.session.close()
+
+        asyncio.run(main())
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)

@@ -463,7 +463,10 @@ def objects(admin: str):
                        where n.nspname in ('mfs', 'mfs_api') and p.prokind = 'f'""")
     seqs = [r[0] for r in q(admin, "select schemaname || '.' || sequencename from pg_sequences "
                                    "where schemaname in ('public', 'mfs', 'mfs_api')")]
+    # tables and views (mfs.quota_usage is a view over mfs.quota_slots since 0020)
     mfs_tables = [r[0] for r in q(admin, "select schemaname || '.' || tablename from pg_tables "
+                                         "where schemaname in ('mfs', 'mfs_api') union all "
+                                         "select schemaname || '.' || viewname from pg_views "
                                          "where schemaname in ('mfs', 'mfs_api')")]
     return cols, fns, seqs, mfs_tables
 

@@ -126,10 +126,29 @@ def big_pg():
 
 # ----------------------------------------------------------------------------- HTTP, 1,000 in flight
 
-def test_1000_concurrent_requests_through_the_router_admit_exactly_the_limit(migrated_db):
-    limit, n = 137, 1000
-    scope = "burst"
+def preload(dsn: str, scope: str, requests: int, egress_bytes: int = 0) -> None:
+    """Usage counted earlier this month (in one slot row, as any mix of past charges may leave it)."""
+    if requests:
+        q(dsn, "select mfs.quota_ensure_slots($1, mfs.current_month())", scope)
+        q(dsn, "update mfs.quota_slots set requests = $2, egress_bytes = $3 "
+               "where scope = $1 and month = mfs.current_month() and slot = 7", scope, requests, egress_bytes)
+
+
+def slots_used(dsn: str, scope: str) -> int:
+    """How many slot rows counted requests (more than one: charges ran side by side)."""
+    return q(dsn, "select count(*) from mfs.quota_slots where scope = $1 and month = mfs.current_month() "
+                  "and requests > 0 and slot <> 7", scope)[0][0]
+
+
+# (used before, limit): 137 left from zero (the original case); far from the limit (900 of the
+# 1,000 admitted, mostly side by side); 137 left after 4,000; 10 left (fewer than the 16 slots:
+# every charge takes the exact path)
+@pytest.mark.parametrize("used, limit", [(0, 137), (0, 900), (4000, 4137), (4000, 4010)])
+def test_1000_concurrent_requests_through_the_router_admit_exactly_the_limit(migrated_db, used, limit):
+    n = 1000
+    scope = f"burst{used}_{limit}"
     q(migrated_db, "select mfs_api.set_quota_limits($1, $2, null)", scope, limit)
+    preload(migrated_db, scope, used, 6 * used)
     router = Router(migrated_db, secrets.token_urlsafe(24), scope=scope)
     try:
         reqs = [("GET", "/ping" if i % 2 else "/flows", None) for i in range(n)]
@@ -142,7 +161,7 @@ def test_1000_concurrent_requests_through_the_router_admit_exactly_the_limit(mig
     statuses = {}
     for r in replies:
         statuses[r.status] = statuses.get(r.status, 0) + 1
-    assert statuses == {200: limit, 429: n - limit}, statuses
+    assert statuses == {200: limit - used, 429: n - limit + used}, statuses
     resets_at = q(migrated_db, "select mfs.resets_at(mfs.current_month())")[0][0]
     assert resets_at == next_month_start(dt.datetime.now(dt.timezone.utc))
     for r in replies:
@@ -153,10 +172,13 @@ def test_1000_concurrent_requests_through_the_router_admit_exactly_the_limit(mig
             assert r.json() in ("pong", [])
     # the ledger holds exactly the admitted requests and exactly the bytes they answered
     admitted_bytes = sum(len(r.body) for r in replies if r.status == 200)
-    assert ledger(migrated_db, scope) == (limit, admitted_bytes)
+    assert ledger(migrated_db, scope) == (limit, 6 * used + admitted_bytes)
     assert [r[0] for r in usage_rows(migrated_db)] == [scope]
-    figure(f"quota/http: {n} requests in flight at once, limit {limit}: {statuses} in {took:.2f}s "
-           f"({n / took:.0f} req/s), ledger {limit} requests / {admitted_bytes} bytes")
+    if limit - used > 100:
+        assert slots_used(migrated_db, scope) > 1  # the fast path ran, side by side
+    figure(f"quota/http: {n} requests in flight at once, {used} used before, limit {limit}: {statuses} "
+           f"in {took:.2f}s ({n / took:.0f} req/s), ledger {limit} requests / {admitted_bytes} bytes added, "
+           f"{slots_used(migrated_db, scope)} slot rows used")
 
 
 # ----------------------------------------------------------------------------- SQL, 300 sessions
@@ -205,6 +227,162 @@ def test_300_concurrent_sessions_calling_mfs_api_call_admit_exactly_the_limit(bi
     assert ledger(dsn, scope)[0] == 100
     figure(f"quota/sql: {n} sessions calling mfs_api.call at once, limit 50: exactly 50 admitted "
            f"(round of pings {took:.2f}s incl. connecting); flow_create round: 50 admitted = 50 rows")
+
+
+# ----------------------------------------------------------------------------- SQL, sessions until refused
+
+async def until_refused(dsn: str, scope: str, n: int, request) -> list[list[tuple[str, int, str]]]:
+    """n sessions, released at once, each calling mfs_api.call with request(session, i) -> (op,
+    args, body) until it is refused; returns each session's [(op, status, body)]."""
+    cons = await asyncio.gather(*[asyncpg.connect(dsn) for _ in range(n)])
+    try:
+        gate = asyncio.Event()
+
+        async def one(k, con):
+            out = []
+            await gate.wait()
+            for i in range(100000):
+                op, a, b = request(k, i)
+                s, body = await con.fetchrow("select status, body from mfs_api.call($1, $2, $3::jsonb, $4::jsonb)",
+                                             scope, op, a, b)
+                out.append((op, s, body))
+                if s == 429:
+                    return out
+            raise AssertionError("never refused")
+
+        tasks = [asyncio.create_task(one(k, c)) for k, c in enumerate(cons)]
+        await asyncio.sleep(0.2)
+        gate.set()
+        return await asyncio.gather(*tasks)
+    finally:
+        await asyncio.gather(*[c.close() for c in cons])
+
+
+@pytest.fixture(scope="module")
+def big_db(big_pg):
+    dsn = new_database(big_pg)
+    migrations.apply(dsn)
+    return dsn
+
+
+# (used before, limit): far from the limit; a small limit from zero; 600 left after 3,000;
+# fewer left than there are slots (exact path only); exactly the slot count left; none left
+@pytest.mark.parametrize("used, limit", [(0, 3000), (0, 40), (3000, 3600), (3000, 3011), (3000, 3016),
+                                         (3000, 3000)])
+def test_200_sessions_calling_until_refused_admit_exactly_the_limit(big_db, used, limit):
+    """Pings and writes (flow_create, a new flow each) from 200 sessions that each call until
+    they are refused: exactly limit - used admitted, and exactly the admitted writes stored."""
+    dsn, n = big_db, 200
+    scope = f"loop{used}_{limit}"
+    q(dsn, "select mfs_api.set_quota_limits($1, $2, null)", scope, limit)
+    preload(dsn, scope, used, 6 * used)
+
+    def request(k, i):
+        if (k + i) % 3:
+            return "ping", "{}", "{}"
+        return "flow_create", json.dumps({"flow_id": f"{scope}_{k}_{i}"}), '{"user_name": "u"}'
+
+    started = time.monotonic()
+    res = run_sync(until_refused(dsn, scope, n, request))
+    took = time.monotonic() - started
+    calls = [c for session in res for c in session]
+    admitted = [c for c in calls if c[1] == 200]
+    assert len(admitted) == limit - used, (len(admitted), limit - used)
+    assert {c[1] for c in calls} <= {200, 429}
+    assert sum(1 for c in calls if c[1] == 429) == n  # every session's last call, nothing else
+    for _, status, body in calls:
+        if status == 429:
+            b = json.loads(body)
+            assert (b["budget"], b["requests"], b["max_requests"]) == ("requests", limit, limit)
+    stored = {r[0] for r in q(dsn, "select flow_id from public.flows_v3 where flow_id like $1", scope + "\\_%")}
+    written = {json.loads(b)["flow_id"] for op, s, b in admitted if op == "flow_create"}
+    assert stored == written
+    assert ledger(dsn, scope) == (limit, 6 * used + sum(len(b.encode()) for _, _, b in admitted))
+    if limit - used >= 600:
+        assert slots_used(dsn, scope) > 1  # the fast path ran, side by side
+    figure(f"quota/sql: {n} sessions calling until refused, {used} used before, limit {limit}: exactly "
+           f"{len(admitted)} admitted ({len(written)} writes = {len(stored)} rows) in {took:.2f}s, "
+           f"{slots_used(dsn, scope)} slot rows used")
+
+
+def test_several_calls_in_one_transaction_are_admitted_exactly(big_db):
+    """mfs_api.call is one transaction per request through the router, but SQL users may call it
+    several times before a commit: 150 sessions, 4 calls per transaction, until refused."""
+    dsn, n, limit, per = big_db, 150, 2000, 4
+    scope = "multi"
+    q(dsn, "select mfs_api.set_quota_limits($1, $2, null)", scope, limit)
+
+    async def go():
+        cons = await asyncio.gather(*[asyncpg.connect(dsn) for _ in range(n)])
+        try:
+            gate = asyncio.Event()
+
+            async def one(con):
+                statuses, deadlocks = [], 0
+                await gate.wait()
+                while 429 not in statuses:
+                    try:
+                        async with con.transaction():
+                            got = [await con.fetchval("select status from mfs_api.call($1, 'ping', '{}', null)",
+                                                      scope) for _ in range(per)]
+                    except asyncpg.DeadlockDetectedError:
+                        deadlocks += 1  # (rolled back: counts nothing)
+                        continue
+                    statuses += got
+                return statuses, deadlocks
+
+            tasks = [asyncio.create_task(one(c)) for c in cons]
+            await asyncio.sleep(0.2)
+            gate.set()
+            return await asyncio.gather(*tasks)
+        finally:
+            await asyncio.gather(*[c.close() for c in cons])
+
+    res = run_sync(go())
+    statuses = [s for session, _ in res for s in session]
+    assert statuses.count(200) == limit and set(statuses) == {200, 429}
+    assert ledger(dsn, scope) == (limit, 6 * limit)
+    assert slots_used(dsn, scope) > 1
+    # up to mfs.quota_fast_counts() (4) charges a transaction never waits while holding a slot
+    assert sum(d for _, d in res) == 0
+    figure(f"quota/sql: {n} sessions, {per} calls per transaction until refused, limit {limit}: exactly "
+           f"{limit} admitted, no deadlock")
+
+
+@pytest.mark.parametrize("used_bytes", [0, 2_900_000])
+def test_an_egress_limit_with_replies_of_every_size_is_exact(big_db, used_bytes):
+    """Replies of 6 bytes, ~200 bytes and > 64 KiB (beyond the fast path's bound) from 100
+    sessions until refused, egress limit 3,000,000: the ledger holds exactly the admitted
+    bodies' bytes, there is a serial order in which every admitted request started below the
+    limit (sum - largest < limit), and the limit was reached before anything was refused."""
+    dsn, n, limit = big_db, 100, 3_000_000
+    scope = f"egress{used_bytes}"
+    if not q(dsn, "select 1 from public.flows_v3 where flow_id = 'Big599'"):
+        q(dsn, "select mfs_api.call('setup', 'flow_create', jsonb_build_object('flow_id', 'Big' || i), "
+               "'{\"user_name\": \"u\"}') from generate_series(0, 599) i")
+    q(dsn, "select mfs_api.set_quota_limits($1, null, $2)", scope, limit)
+    preload(dsn, scope, 1 if used_bytes else 0, used_bytes)
+
+    def request(k, i):
+        kind = (k * 7 + i) % 10
+        if kind == 0:
+            return "flows_list", "{}", "{}"
+        if kind < 5:
+            return "flow_get", json.dumps({"flow_id": f"Big{(k + i) % 600}"}), "{}"
+        return "ping", "{}", "{}"
+
+    res = run_sync(until_refused(dsn, scope, n, request))
+    calls = [c for session in res for c in session]
+    sizes = [len(b.encode()) for _, s, b in calls if s == 200]
+    assert max(sizes) > 65536 and min(sizes) == 6
+    total = used_bytes + sum(sizes)
+    assert ledger(dsn, scope) == (len(sizes) + (1 if used_bytes else 0), total)
+    assert total - max(sizes) < limit <= total
+    refusals = [json.loads(b) for _, s, b in calls if s == 429]
+    assert len(refusals) == n and all(b["budget"] == "egress_bytes" and b["egress_bytes"] == total
+                                      for b in refusals)
+    figure(f"quota/sql: egress limit {limit}, {used_bytes} bytes used before, {n} sessions until refused: "
+           f"{len(sizes)} admitted, ledger {total} bytes = the admitted bodies (largest {max(sizes)})")
 
 
 # ----------------------------------------------------------------------------- unauthorised calls
