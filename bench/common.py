@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from mfs import migrations  # noqa: E402
 from mfs.aio import run_sync  # noqa: E402,F401 (the benchmarks call common.run_sync)
 from mfs.local_postgres import DEBIAN_BIN, LocalPostgres  # noqa: E402
-from mfs.processes import free_port  # noqa: E402
+from mfs.processes import free_port, stop_process  # noqa: E402
 from mfs.router import start_router  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -86,12 +86,7 @@ class Router:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
         self._log.close()
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import requests
 
-from common import OUT_DIR, free_port
+from common import OUT_DIR, free_port, stop_process
 
 
 def goose_up_statements(text: str) -> list[str]:
@@ -93,12 +93,6 @@ class OfficialService:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         if not self._log.closed:
             self._log.close()

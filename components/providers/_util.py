@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from mfs import REPO_ROOT  # noqa: F401 (the providers take it from here)
 from mfs.aio import run_sync
-
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 run_async = run_sync  # the providers' name for it
