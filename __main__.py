@@ -7,8 +7,17 @@ and writes the Metaflow profile for the stack.
 
 import pulumi
 
-from components import (Database, DatabaseArgs, MetadataCompute, MetadataComputeArgs,
-                        ObjectStore, ObjectStoreArgs, QuotaGuard, QuotaGuardArgs, settings)
+from components import (
+    Database,
+    DatabaseArgs,
+    MetadataCompute,
+    MetadataComputeArgs,
+    ObjectStore,
+    ObjectStoreArgs,
+    QuotaGuard,
+    QuotaGuardArgs,
+    settings,
+)
 from components.metaflow_profile import profile_values
 from components.names import StackNames
 from components.providers.metaflow_config import MetaflowConfig
@@ -19,24 +28,45 @@ names = StackNames(s)
 
 api_key = s.secret("apiKey") or RandomSecret("metadata-api-key", 32).value
 db = Database("database", DatabaseArgs(backend=s.database, settings=s, names=names))
-store = ObjectStore("object-store", ObjectStoreArgs(backend=s.object_store, settings=s,
-                                                    names=names, supabase_ref=db.supabase_ref))
-quota = QuotaGuard("quota", QuotaGuardArgs(database_url=db.url, scope=s.quota_scope,
-                                           max_requests=s.quota_max_requests,
-                                           max_egress_bytes=s.quota_max_egress_bytes))
+store = ObjectStore(
+    "object-store",
+    ObjectStoreArgs(backend=s.object_store, settings=s, names=names, supabase_ref=db.supabase_ref),
+)
+quota = QuotaGuard(
+    "quota",
+    QuotaGuardArgs(
+        database_url=db.url,
+        scope=s.quota_scope,
+        max_requests=s.quota_max_requests,
+        max_egress_bytes=s.quota_max_egress_bytes,
+    ),
+)
 # serverless routers (Worker, Edge Function) connect through the vendor's pooler where it has one
 use_pooler = db.pooled_url is not None and (s.database != "neon" or s.neon_pooled_for_worker)
 serverless_url = db.pooled_url if use_pooler else db.url
 compute = MetadataCompute(
-    "metadata", MetadataComputeArgs(backend=s.compute, settings=s, database_url=db.url,
-                                    serverless_database_url=serverless_url,
-                                    api_key=api_key, quota_scope=s.quota_scope,
-                                    names=names, supabase_ref=db.supabase_ref),
-    opts=pulumi.ResourceOptions(depends_on=[quota]))
+    "metadata",
+    MetadataComputeArgs(
+        backend=s.compute,
+        settings=s,
+        database_url=db.url,
+        serverless_database_url=serverless_url,
+        api_key=api_key,
+        quota_scope=s.quota_scope,
+        names=names,
+        supabase_ref=db.supabase_ref,
+    ),
+    opts=pulumi.ResourceOptions(depends_on=[quota]),
+)
 
 values = profile_values(compute.url, api_key, store)
-profile = MetaflowConfig("metaflow-config", profile=s.stack, values=values,
-                         write_default=s.write_default_config, metaflow_home=s.metaflow_home)
+profile = MetaflowConfig(
+    "metaflow-config",
+    profile=s.stack,
+    values=values,
+    write_default=s.write_default_config,
+    metaflow_home=s.metaflow_home,
+)
 
 pulumi.export("service_url", compute.url)
 pulumi.export("metaflow_profile", s.stack)

@@ -21,7 +21,7 @@ import asyncpg
 import common
 
 TABLES = ["flows_v3", "runs_v3", "steps_v3", "tasks_v3", "metadata_v3", "artifact_v3"]
-FREE = dict(db_bytes=500 * 1000 ** 2, invocations=500_000, egress_bytes=5 * 1024 ** 3)
+FREE = dict(db_bytes=500 * 1000**2, invocations=500_000, egress_bytes=5 * 1024**3)
 
 
 async def sizes(dsn: str) -> dict:
@@ -29,14 +29,24 @@ async def sizes(dsn: str) -> dict:
     out = {}
     for t in TABLES:
         rel = f"public.{t}"
-        heap = await con.fetchval("select pg_relation_size($1::regclass) + "
-                                  "coalesce(pg_total_relation_size(nullif(reltoastrelid, 0)), 0) "
-                                  "from pg_class where oid = $1::regclass", rel)
-        idx = await con.fetch("select indexrelid::regclass::text as name, pg_relation_size(indexrelid) as bytes "
-                              "from pg_index where indrelid = $1::regclass", rel)
+        heap = await con.fetchval(
+            "select pg_relation_size($1::regclass) + "
+            "coalesce(pg_total_relation_size(nullif(reltoastrelid, 0)), 0) "
+            "from pg_class where oid = $1::regclass",
+            rel,
+        )
+        idx = await con.fetch(
+            "select indexrelid::regclass::text as name, pg_relation_size(indexrelid) as bytes "
+            "from pg_index where indrelid = $1::regclass",
+            rel,
+        )
         rows = await con.fetchval(f"select count(*) from {rel}")
-        out[t] = dict(total=await con.fetchval("select pg_total_relation_size($1::regclass)", rel),
-                      heap=heap, rows=rows, indexes={r["name"]: r["bytes"] for r in idx})
+        out[t] = dict(
+            total=await con.fetchval("select pg_total_relation_size($1::regclass)", rel),
+            heap=heap,
+            rows=rows,
+            indexes={r["name"]: r["bytes"] for r in idx},
+        )
     await con.close()
     return out
 
@@ -87,37 +97,75 @@ def main():
     req_per_task = requests / tasks
     eg_per_task = egress / tasks
     eg_hdr_per_task = (egress + requests * hdr) / tasks
-    fit = dict(db=FREE["db_bytes"] / db_per_task, invocations=FREE["invocations"] / req_per_task,
-               egress=FREE["egress_bytes"] / eg_per_task, egress_hdr=FREE["egress_bytes"] / eg_hdr_per_task)
-    limiting = min(("database (500 MB, kept)", fit["db"]), ("invocations (500k/month)", fit["invocations"]),
-                   ("egress (5 GiB/month)", fit["egress"]), key=lambda x: x[1])
-    print(f"\n## Figure 4: free-tier capacity (one {args.width}-wide foreach run: {tasks} tasks, "
-          f"{requests} requests)\n")
+    fit = dict(
+        db=FREE["db_bytes"] / db_per_task,
+        invocations=FREE["invocations"] / req_per_task,
+        egress=FREE["egress_bytes"] / eg_per_task,
+        egress_hdr=FREE["egress_bytes"] / eg_hdr_per_task,
+    )
+    limiting = min(
+        ("database (500 MB, kept)", fit["db"]),
+        ("invocations (500k/month)", fit["invocations"]),
+        ("egress (5 GiB/month)", fit["egress"]),
+        key=lambda x: x[1],
+    )
+    print(
+        f"\n## Figure 4: free-tier capacity (one {args.width}-wide foreach run: {tasks} tasks, "
+        f"{requests} requests)\n"
+    )
     print("| table | rows | rows/task | heap+toast bytes | index bytes | total growth | bytes/task |")
     print("|---|---|---|---|---|---|---|")
     for t in TABLES:
         a, b = after[t], before[t]
         ib = sum(a["indexes"].values()) - sum(b["indexes"].values())
-        print(f"| {t} | {a['rows']} | {a['rows'] / tasks:.1f} | {a['heap'] - b['heap']} | {ib} | {grown[t]} | "
-              f"{grown[t] / tasks:.0f} |")
+        print(
+            f"| {t} | {a['rows']} | {a['rows'] / tasks:.1f} | {a['heap'] - b['heap']} | {ib} | {grown[t]} | "
+            f"{grown[t] / tasks:.0f} |"
+        )
     print(f"| **all six** | | | | | {sum(grown.values())} | **{db_per_task:.0f}** |")
-    big = sorted(((n, after[t]["indexes"][n] - before[t]["indexes"].get(n, 0)) for t in TABLES
-                  for n in after[t]["indexes"]), key=lambda x: -x[1])[:6]
+    big = sorted(
+        (
+            (n, after[t]["indexes"][n] - before[t]["indexes"].get(n, 0))
+            for t in TABLES
+            for n in after[t]["indexes"]
+        ),
+        key=lambda x: -x[1],
+    )[:6]
     print("\nlargest indexes (growth, bytes): " + ", ".join(f"{n} {b}" for n, b in big))
-    print(f"\nper task: {db_per_task:.0f} DB bytes, {req_per_task:.2f} requests, {eg_per_task:.0f} egress bytes "
-          f"(reply bodies, quota ledger; {eg_hdr_per_task:.0f} with {hdr}-byte HTTP headers per reply)\n")
+    print(
+        f"\nper task: {db_per_task:.0f} DB bytes, {req_per_task:.2f} requests, {eg_per_task:.0f} egress bytes "
+        f"(reply bodies, quota ledger; {eg_hdr_per_task:.0f} with {hdr}-byte HTTP headers per reply)\n"
+    )
     print("| Supabase free plan | per task | tasks that fit |")
     print("|---|---|---|")
-    print(f"| database 500 MB (kept, not monthly) | {db_per_task / 1024:.1f} KiB | {fit['db']:,.0f} tasks stored |")
-    print(f"| 500,000 invocations / month | {req_per_task:.1f} requests | {fit['invocations']:,.0f} tasks/month |")
-    print(f"| 5 GiB egress / month | {eg_per_task / 1024:.1f} KiB ({eg_hdr_per_task / 1024:.1f} KiB with headers) | "
-          f"{fit['egress']:,.0f} ({fit['egress_hdr']:,.0f}) tasks/month |")
+    print(
+        f"| database 500 MB (kept, not monthly) | {db_per_task / 1024:.1f} KiB | {fit['db']:,.0f} tasks stored |"
+    )
+    print(
+        f"| 500,000 invocations / month | {req_per_task:.1f} requests | {fit['invocations']:,.0f} tasks/month |"
+    )
+    print(
+        f"| 5 GiB egress / month | {eg_per_task / 1024:.1f} KiB ({eg_hdr_per_task / 1024:.1f} KiB with headers) | "
+        f"{fit['egress']:,.0f} ({fit['egress_hdr']:,.0f}) tasks/month |"
+    )
     print(f"\nlimiting: {limiting[0]} at {limiting[1]:,.0f} tasks")
-    common.save_json("fig4_capacity.json", dict(before=before, after=after, usage=usage, tasks=tasks,
-                                                requests=requests, egress=egress, header_bytes=hdr,
-                                                per_task=dict(db=db_per_task, requests=req_per_task,
-                                                              egress=eg_per_task, egress_hdr=eg_hdr_per_task),
-                                                fit=fit, limiting=limiting))
+    common.save_json(
+        "fig4_capacity.json",
+        dict(
+            before=before,
+            after=after,
+            usage=usage,
+            tasks=tasks,
+            requests=requests,
+            egress=egress,
+            header_bytes=hdr,
+            per_task=dict(
+                db=db_per_task, requests=req_per_task, egress=eg_per_task, egress_hdr=eg_hdr_per_task
+            ),
+            fit=fit,
+            limiting=limiting,
+        ),
+    )
 
 
 async def _vacuum(dsn):

@@ -44,26 +44,36 @@ def main():
                     shutil.rmtree(work, ignore_errors=True)
                     times[mode].append(got[mode])
                 ratios.append(got["service"] / got["local"])
-                log(f"round {i + 1}: service {got['service']:.2f}s local {got['local']:.2f}s "
-                    f"ratio {ratios[-1]:.3f}")
+                log(
+                    f"round {i + 1}: service {got['service']:.2f}s local {got['local']:.2f}s "
+                    f"ratio {ratios[-1]:.3f}"
+                )
         finally:
             router.stop()
     finally:
         pg.stop()
-    print(f"\n## Figure 2: client overhead ({args.width}-wide foreach = {args.width + 3} tasks, "
-          f"{args.rounds} rounds, alternating)\n")
+    print(
+        f"\n## Figure 2: client overhead ({args.width}-wide foreach = {args.width + 3} tasks, "
+        f"{args.rounds} rounds, alternating)\n"
+    )
     print("| round | service s | local s | ratio |")
     print("|---|---|---|---|")
     for i in range(args.rounds):
         print(f"| {i + 1} | {times['service'][i]:.2f} | {times['local'][i]:.2f} | {ratios[i]:.3f} |")
-    print(f"| **median** | {median(times['service']):.2f} | {median(times['local']):.2f} | "
-          f"**{median(ratios):.3f}** |")
-    print("\nCPU seconds per run (median): flow processes (Metaflow client, tasks, sidecars), "
-          "router, Postgres\n")
+    print(
+        f"| **median** | {median(times['service']):.2f} | {median(times['local']):.2f} | "
+        f"**{median(ratios):.3f}** |"
+    )
+    print(
+        "\nCPU seconds per run (median): flow processes (Metaflow client, tasks, sidecars), "
+        "router, Postgres\n"
+    )
     print("| mode | flow CPU s | router CPU s | Postgres CPU s |")
     print("|---|---|---|---|")
     for mode in ("service", "local"):
-        print(f"| {mode} | " + " | ".join(f"{median([c[j] for c in cpu[mode]]):.1f}" for j in range(3)) + " |")
+        print(
+            f"| {mode} | " + " | ".join(f"{median([c[j] for c in cpu[mode]]):.1f}" for j in range(3)) + " |"
+        )
     print(f"\nmedian(service) / median(local) = {median(times['service']) / median(times['local']):.3f}")
     common.save_json("fig2_client_overhead.json", dict(times=times, ratios=ratios, cpu=cpu, args=vars(args)))
 

@@ -91,15 +91,21 @@ def main():
                 res[(name, path)].append(one_start(dsn, path, runtimes[name]))
     finally:
         pg.stop()
-    deno_v = subprocess.run([router_command()[0], "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    workerd_v = subprocess.run([str(BIN / "workerd"), "--version"], capture_output=True, text=True).stdout.strip()
+    deno_v = subprocess.run([router_command()[0], "--version"], capture_output=True, text=True).stdout.split(
+        "\n"
+    )[0]
+    workerd_v = subprocess.run(
+        [str(BIN / "workerd"), "--version"], capture_output=True, text=True
+    ).stdout.strip()
     print(f"\n## Figure 5: cold start ({deno_v}; {workerd_v}; {args.rounds} rounds, module cache warm)\n")
     print("| runtime | first 200 from | median ms | min ms | max ms |")
     print("|---|---|---|---|---|")
     for (name, path), v in res.items():
         print(f"| {name} | {path} | {median(v) * 1e3:.0f} | {min(v) * 1e3:.0f} | {max(v) * 1e3:.0f} |")
-    common.save_json("fig5_cold_start.json", dict(results={f"{n} {p}": v for (n, p), v in res.items()},
-                                                  deno=deno_v, workerd=workerd_v))
+    common.save_json(
+        "fig5_cold_start.json",
+        dict(results={f"{n} {p}": v for (n, p), v in res.items()}, deno=deno_v, workerd=workerd_v),
+    )
 
 
 if __name__ == "__main__":

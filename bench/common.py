@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 from mfs import migrations  # noqa: E402
 from mfs.aio import run_sync  # noqa: E402,F401 (the benchmarks call common.run_sync)
-from mfs.local_postgres import DEBIAN_BIN, LocalPostgres  # noqa: E402
+from mfs.local_postgres import LocalPostgres  # noqa: E402
+from mfs.postgres_binaries import DEBIAN_BIN  # noqa: E402
 from mfs.processes import free_port, stop_process  # noqa: E402
 from mfs.router import start_router  # noqa: E402
 
@@ -30,8 +31,7 @@ from testkit import RecordingProxy  # noqa: E402,F401 (shared with the crash tes
 BENCH_DIR = Path(__file__).resolve().parent
 FLOW_FILE = BENCH_DIR / "flows" / "foreach_flow.py"
 OUT_DIR = Path(os.environ.get("MFS_BENCH_OUT", "/tmp/bench"))
-CALL_SQL = ("select status, body, next_cursor "
-            "from mfs_api.call($1, $2, $3::text::jsonb, $4::text::jsonb)")
+CALL_SQL = "select status, body, next_cursor from mfs_api.call($1, $2, $3::text::jsonb, $4::text::jsonb)"
 
 
 def log(*a) -> None:
@@ -40,18 +40,35 @@ def log(*a) -> None:
 
 # ---------------------------------------------------------------- Postgres
 
+
 class BenchPostgres(LocalPostgres):
     """LocalPostgres (Debian 15 by default) started with pg_stat_statements preloaded."""
 
-    extra_opts = ("-c shared_preload_libraries=pg_stat_statements "
-                  "-c pg_stat_statements.track=top -c pg_stat_statements.max=10000 "
-                  "-c track_io_timing=on")
+    extra_opts = (
+        "-c shared_preload_libraries=pg_stat_statements "
+        "-c pg_stat_statements.track=top -c pg_stat_statements.max=10000 "
+        "-c track_io_timing=on"
+    )
 
     def resume(self) -> None:
-        opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} "
-                f"-c max_connections=200 -c fsync=on {self.extra_opts}")
-        res = self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-o", opts,
-                        "-l", str(self.data_dir / "server.log"), "-w", "-t", "60", "start", check=False)
+        opts = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} "
+            f"-c max_connections=200 -c fsync=on {self.extra_opts}"
+        )
+        res = self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-o",
+            opts,
+            "-l",
+            str(self.data_dir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+            check=False,
+        )
         if res.returncode != 0:
             logf = self.data_dir / "server.log"
             tail = logf.read_text()[-2000:] if logf.exists() else ""
@@ -78,8 +95,9 @@ class Router:
         self.port = free_port()
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         self._log = open(OUT_DIR / f"router-{self.port}.log", "ab")
-        self.proc = start_router(dsn, self.key, self.port, extra_env=extra_env,
-                                 stdout=self._log, stderr=self._log)
+        self.proc = start_router(
+            dsn, self.key, self.port, extra_env=extra_env, stdout=self._log, stderr=self._log
+        )
 
     @property
     def url(self) -> str:
@@ -92,13 +110,24 @@ class Router:
 
 # ---------------------------------------------------------------- routes.ts
 
+
 def load_routes() -> list[dict]:
     """The route table of routes.ts, as Deno evaluates it (query lists are built from constants
     and helpers): [{method, pattern, op, query, static, parts}], in order."""
     from mfs.routes import route_table
+
     table = route_table()
-    return [dict(method=r["method"], pattern=r["pattern"], op=r["op"], query=r.get("query", []),
-                 static=bool(r.get("static")), parts=r["pattern"].split("/")[1:]) for r in table]
+    return [
+        dict(
+            method=r["method"],
+            pattern=r["pattern"],
+            op=r["op"],
+            query=r.get("query", []),
+            static=bool(r.get("static")),
+            parts=r["pattern"].split("/")[1:],
+        )
+        for r in table
+    ]
 
 
 ROUTES = load_routes()
@@ -128,13 +157,18 @@ def build_path(route: dict, params: dict) -> str:
 
 # ---------------------------------------------------------------- Metaflow
 
+
 def metaflow_env(url: Optional[str], key: Optional[str], home: Path, metadata: str = "service") -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("METAFLOW_")}
     home.mkdir(parents=True, exist_ok=True)
-    env.update(METAFLOW_HOME=str(home / "mfhome"), METAFLOW_DEFAULT_METADATA=metadata,
-               METAFLOW_DEFAULT_DATASTORE="local",
-               METAFLOW_DATASTORE_SYSROOT_LOCAL=str(home / "datastore"),
-               USERNAME="bench", PYTHONUNBUFFERED="1")
+    env.update(
+        METAFLOW_HOME=str(home / "mfhome"),
+        METAFLOW_DEFAULT_METADATA=metadata,
+        METAFLOW_DEFAULT_DATASTORE="local",
+        METAFLOW_DATASTORE_SYSROOT_LOCAL=str(home / "datastore"),
+        USERNAME="bench",
+        PYTHONUNBUFFERED="1",
+    )
     if metadata == "service":
         env.update(METAFLOW_SERVICE_URL=url, METAFLOW_SERVICE_AUTH_KEY=key)
     return env
@@ -169,6 +203,7 @@ def postgres_cpu(pg: LocalPostgres) -> float:
 
 def children_cpu() -> float:
     import resource
+
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
@@ -176,8 +211,13 @@ def children_cpu() -> float:
 def run_flow(env: dict, width: int, cwd: Path, extra: tuple = ()) -> float:
     """Runs the benchmark flow; returns its wall time in seconds (raises on failure)."""
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, str(FLOW_FILE), "--no-pylint", "run", "--width", str(width), *extra],
-                         env=env, cwd=cwd, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, str(FLOW_FILE), "--no-pylint", "run", "--width", str(width), *extra],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
     dt = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"flow failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
@@ -185,6 +225,7 @@ def run_flow(env: dict, width: int, cwd: Path, extra: tuple = ()) -> float:
 
 
 # ---------------------------------------------------------------- recording proxy
+
 
 def record_run(pg: LocalPostgres, width: int, workdir: Path) -> list[dict]:
     """Runs the benchmark flow once against router-behind-a-recorder; returns the records
@@ -207,6 +248,7 @@ def record_run(pg: LocalPostgres, width: int, workdir: Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------- statistics
+
 
 def pct(values, q: float) -> float:
     if not values:

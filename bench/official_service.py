@@ -47,8 +47,10 @@ def goose_up_statements(text: str) -> list[str]:
 async def apply_official_schema(dsn: str, repo: Path) -> int:
     """Applies every migration file in name order, one statement at a time (autocommit: some
     build indexes CONCURRENTLY); returns how many files."""
-    files = sorted((repo / "services" / "migration_service" / "migration_files").glob("*.sql"),
-                   key=lambda p: int(p.name.split("_", 1)[0]))
+    files = sorted(
+        (repo / "services" / "migration_service" / "migration_files").glob("*.sql"),
+        key=lambda p: int(p.name.split("_", 1)[0]),
+    )
     con = await asyncpg.connect(dsn)
     try:
         for f in files:
@@ -65,19 +67,33 @@ class OfficialService:
     def __init__(self, dsn: str, repo: Path, python: str, pool_max: int = 10):
         self.port = free_port()
         self.key = "unused"  # the official service has no API key; the header is ignored
-        env = dict(os.environ, MF_METADATA_DB_DSN=dsn, MF_METADATA_PORT=str(self.port),
-                   MF_METADATA_HOST="127.0.0.1", MF_METADATA_DB_POOL_MAX=str(pool_max),
-                   MF_METADATA_DB_POOL_MIN="1", LOGLEVEL="WARNING", PYTHONPATH=str(repo))
+        env = dict(
+            os.environ,
+            MF_METADATA_DB_DSN=dsn,
+            MF_METADATA_PORT=str(self.port),
+            MF_METADATA_HOST="127.0.0.1",
+            MF_METADATA_DB_POOL_MAX=str(pool_max),
+            MF_METADATA_DB_POOL_MIN="1",
+            LOGLEVEL="WARNING",
+            PYTHONPATH=str(repo),
+        )
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         self._log = open(OUT_DIR / f"official-{self.port}.log", "ab")
-        self.proc = subprocess.Popen([python, "-m", "services.metadata_service.server"], cwd=repo, env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [python, "-m", "services.metadata_service.server"],
+            cwd=repo,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
                 self._log.close()
-                raise RuntimeError(f"the official service exited ({self.proc.returncode}): "
-                                   f"see {OUT_DIR}/official-{self.port}.log")
+                raise RuntimeError(
+                    f"the official service exited ({self.proc.returncode}): "
+                    f"see {OUT_DIR}/official-{self.port}.log"
+                )
             try:
                 if requests.get(f"{self.url}/ping", timeout=1).status_code == 200:
                     return

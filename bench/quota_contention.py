@@ -23,17 +23,21 @@ from common import median
 VARIANTS = {
     "A call (with charge)": ("select status, body from mfs_api.call('default', 'ping', '{}', null)", None),
     "B dispatch (no charge)": ("select (r).status from (select mfs.dispatch('ping', '{}', null) r) x", None),
-    "C call, synchronous_commit=off": ("select status, body from mfs_api.call('default', 'ping', '{}', null)",
-                                       "set synchronous_commit = off"),
+    "C call, synchronous_commit=off": (
+        "select status, body from mfs_api.call('default', 'ping', '{}', null)",
+        "set synchronous_commit = off",
+    ),
 }
 
 
 async def run(dsn, rounds, seconds, concurrency):
     pools = {}
     for name, (_, setup) in VARIANTS.items():
+
         async def init(con, setup=setup):
             if setup:
                 await con.execute(setup)
+
         pools[name] = await asyncpg.create_pool(dsn, min_size=10, max_size=10, init=init)
     res = {n: [] for n in VARIANTS}
     for i in range(rounds):
@@ -71,8 +75,10 @@ def main():
         res = common.run_sync(run(dsn, args.rounds, args.seconds, args.concurrency))
     finally:
         pg.stop()
-    print(f"\n## Quota charge contention (ping, concurrency {args.concurrency}, pool 10, "
-          f"{args.rounds} rounds x {args.seconds:.0f} s)\n")
+    print(
+        f"\n## Quota charge contention (ping, concurrency {args.concurrency}, pool 10, "
+        f"{args.rounds} rounds x {args.seconds:.0f} s)\n"
+    )
     print("| variant | statements/s (median) |")
     print("|---|---|")
     for name, v in res.items():

@@ -20,15 +20,28 @@ def program_from_records(records: list[dict]) -> list[dict]:
     for r in records:
         if not r.get("op"):
             continue
-        route = next(x for x in ROUTES if x["method"] == r["method"] and x["op"] == r["op"]
-                     and len(x["parts"]) == len(r["path"].split("/")[1:]))
+        route = next(
+            x
+            for x in ROUTES
+            if x["method"] == r["method"]
+            and x["op"] == r["op"]
+            and len(x["parts"]) == len(r["path"].split("/")[1:])
+        )
         orig = None
         if r["op"] in ("run_create", "task_create") and r["status"] == 200:
             reply = json.loads(r["reply"])
             orig = str(reply["run_number" if r["op"] == "run_create" else "task_id"])
-        prog.append(dict(op=r["op"], method=r["method"], route=route, params=r["params"],
-                         query={k: v for k, v in r["query"].items() if k in route["query"]},
-                         body=json.loads(r["body"]) if r["body"] else None, orig=orig))
+        prog.append(
+            dict(
+                op=r["op"],
+                method=r["method"],
+                route=route,
+                params=r["params"],
+                query={k: v for k, v in r["query"].items() if k in route["query"]},
+                body=json.loads(r["body"]) if r["body"] else None,
+                orig=orig,
+            )
+        )
     return prog
 
 
@@ -101,8 +114,14 @@ class Replayer:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = min(time.perf_counter(), deadline) - start
         n = sum(len(v) for v in lat.values())
-        return dict(requests=n, seconds=elapsed, rps=n / elapsed, latencies=dict(lat),
-                    errors=errors, client_cpu_s=time.process_time() - cpu0)
+        return dict(
+            requests=n,
+            seconds=elapsed,
+            rps=n / elapsed,
+            latencies=dict(lat),
+            errors=errors,
+            client_cpu_s=time.process_time() - cpu0,
+        )
 
 
 def http_sender(session, base_url: str, key: str):
@@ -110,10 +129,12 @@ def http_sender(session, base_url: str, key: str):
 
     async def send(step, params, body):
         from common import build_path
+
         url = base_url + build_path(step["route"], params)
         data = body.encode() if body is not None else None
-        async with session.request(step["method"], url, params=step["query"] or None, data=data,
-                                   headers=headers) as r:
+        async with session.request(
+            step["method"], url, params=step["query"] or None, data=data, headers=headers
+        ) as r:
             return r.status, await r.text()
 
     return send

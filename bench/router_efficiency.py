@@ -41,9 +41,11 @@ async def bench(dsn: str, router: common.Router, program, args) -> dict:
         res = {}
         for name in order:
             res[name] = await replayer.run(senders[name], args.concurrency, args.seconds)
-            log(f"round {i + 1} {name:6s}: {res[name]['rps']:7.0f} req/s "
+            log(
+                f"round {i + 1} {name:6s}: {res[name]['rps']:7.0f} req/s "
                 f"({res[name]['requests']} req, {len(res[name]['errors'])} 5xx, "
-                f"client cpu {res[name]['client_cpu_s']:.1f}s)")
+                f"client cpu {res[name]['client_cpu_s']:.1f}s)"
+            )
         res["ratio"] = res["router"]["rps"] / res["direct"]["rps"]
         log(f"round {i + 1} ratio {res['ratio']:.3f}")
         rounds.append(res)
@@ -57,8 +59,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each A or B phase")
     ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--pool", type=int, default=10,
-                    help="DB connections, both for the router (DB_MAX_CONNECTIONS) and asyncpg")
+    ap.add_argument(
+        "--pool",
+        type=int,
+        default=10,
+        help="DB connections, both for the router (DB_MAX_CONNECTIONS) and asyncpg",
+    )
     ap.add_argument("--width", type=int, default=10, help="foreach width of the recorded run")
     args = ap.parse_args()
 
@@ -86,10 +92,13 @@ def main():
             for op, v in r[name]["latencies"].items():
                 lat[name][op].extend(v)
     mix = mix_table(records)
-    print(f"\n## Figure 1: router efficiency (concurrency {args.concurrency}, pool {args.pool}, "
-          f"{args.rounds} rounds x {args.seconds:.0f} s each side)\n")
-    print(f"recorded mix: one run of the {args.width}-wide foreach flow, {len(program)} requests, "
-          f"{tasks} tasks")
+    print(
+        f"\n## Figure 1: router efficiency (concurrency {args.concurrency}, pool {args.pool}, "
+        f"{args.rounds} rounds x {args.seconds:.0f} s each side)\n"
+    )
+    print(
+        f"recorded mix: one run of the {args.width}-wide foreach flow, {len(program)} requests, {tasks} tasks"
+    )
     print("| op | share |")
     print("|---|---|")
     for op, n in mix:
@@ -99,23 +108,40 @@ def main():
     print("|---|---|---|---|")
     for i, r in enumerate(rounds):
         print(f"| {i + 1} | {r['router']['rps']:.0f} | {r['direct']['rps']:.0f} | {r['ratio']:.3f} |")
-    print(f"| **median** | {median([r['router']['rps'] for r in rounds]):.0f} | "
-          f"{median([r['direct']['rps'] for r in rounds]):.0f} | **{ratio:.3f}** |")
+    print(
+        f"| **median** | {median([r['router']['rps'] for r in rounds]):.0f} | "
+        f"{median([r['direct']['rps'] for r in rounds]):.0f} | **{ratio:.3f}** |"
+    )
     errs = sum(len(r[n]["errors"]) for r in rounds for n in ("router", "direct"))
     print(f"\n5xx replies during measurement: {errs}")
-    cpu = {n: sum(r[n]["client_cpu_s"] for r in rounds) / sum(r[n]["requests"] for r in rounds) * 1e6
-           for n in ("router", "direct")}
-    print(f"load-generator CPU per request: router (aiohttp) {cpu['router']:.0f} us, "
-          f"direct (asyncpg) {cpu['direct']:.0f} us (same 2 cores as router and Postgres)\n")
+    cpu = {
+        n: sum(r[n]["client_cpu_s"] for r in rounds) / sum(r[n]["requests"] for r in rounds) * 1e6
+        for n in ("router", "direct")
+    }
+    print(
+        f"load-generator CPU per request: router (aiohttp) {cpu['router']:.0f} us, "
+        f"direct (asyncpg) {cpu['direct']:.0f} us (same 2 cores as router and Postgres)\n"
+    )
     print("| op | n | router p50 ms | router p99 ms | direct p50 ms | direct p99 ms |")
     print("|---|---|---|---|---|---|")
     for op, _ in mix:
         a, b = lat["router"].get(op, []), lat["direct"].get(op, [])
-        print(f"| {op} | {len(a)} | {pct(a, .5) * 1e3:.2f} | {pct(a, .99) * 1e3:.2f} | "
-              f"{pct(b, .5) * 1e3:.2f} | {pct(b, .99) * 1e3:.2f} |")
-    summary = dict(ratio=ratio, rounds=[{k: (v if k == "ratio" else {x: y for x, y in v.items() if x != "latencies"})
-                                         for k, v in r.items()} for r in rounds],
-                   mix=mix, args=vars(args))
+        print(
+            f"| {op} | {len(a)} | {pct(a, 0.5) * 1e3:.2f} | {pct(a, 0.99) * 1e3:.2f} | "
+            f"{pct(b, 0.5) * 1e3:.2f} | {pct(b, 0.99) * 1e3:.2f} |"
+        )
+    summary = dict(
+        ratio=ratio,
+        rounds=[
+            {
+                k: (v if k == "ratio" else {x: y for x, y in v.items() if x != "latencies"})
+                for k, v in r.items()
+            }
+            for r in rounds
+        ],
+        mix=mix,
+        args=vars(args),
+    )
     common.save_json("fig1_router_efficiency.json", summary)
 
 

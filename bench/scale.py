@@ -23,8 +23,18 @@ import common
 from common import CALL_SQL, log, median, pct
 
 TABLES = ["flows_v3", "runs_v3", "steps_v3", "tasks_v3", "metadata_v3", "artifact_v3"]
-FIELDS = ["attempt", "origin-run-id", "ds-root", "runtime", "user-name", "log_location_stdout",
-          "log_location_stderr", "foreach-stack", "attempt-ok", "attempt-done"]
+FIELDS = [
+    "attempt",
+    "origin-run-id",
+    "ds-root",
+    "runtime",
+    "user-name",
+    "log_location_stdout",
+    "log_location_stderr",
+    "foreach-stack",
+    "attempt-ok",
+    "attempt-done",
+]
 ARTIFACTS = ["_task_ok", "_success", "name"]
 FLOW = "ScaleFlow"
 
@@ -37,7 +47,9 @@ async def generate(dsn: str, n_tasks: int, n_runs: int):
         """select i.indexrelid::regclass::text as name, pg_get_indexdef(i.indexrelid) as def
              from pg_index i join pg_class c on c.oid = i.indrelid
             where c.relname = any($1) and c.relnamespace = 'public'::regnamespace
-              and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid)""", TABLES)
+              and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid)""",
+        TABLES,
+    )
     for r in idx:
         await con.execute(f"drop index {r['name']}")
     sys_tags = '["user:bench", "runtime:dev", "metaflow_version:2.19.39", "python_version:3.11.7"]'
@@ -85,14 +97,18 @@ async def generate(dsn: str, n_tasks: int, n_runs: int):
     index_s = time.perf_counter() - t1
     await con.execute("vacuum analyze")
     counts = {t: await con.fetchval(f"select count(*) from public.{t}") for t in TABLES}
-    size = await con.fetchval("select pg_size_pretty(sum(pg_total_relation_size(('public.' || t)::regclass))) "
-                              "from unnest($1::text[]) t", TABLES)
+    size = await con.fetchval(
+        "select pg_size_pretty(sum(pg_total_relation_size(('public.' || t)::regclass))) "
+        "from unnest($1::text[]) t",
+        TABLES,
+    )
     await con.close()
     return dict(tasks_per_run=tpr, counts=counts, load_s=load_s, index_s=index_s, size=size)
 
 
 def requests_for(n_runs: int, tpr: int, rng: random.Random):
     """(route label, op, args) samplers for every read route the client uses."""
+
     def task():
         run = rng.randint(1, n_runs)
         i = rng.randint(1, tpr - 1)
@@ -104,21 +120,51 @@ def requests_for(n_runs: int, tpr: int, rng: random.Random):
 
     return [
         ("GET /flows/{F}/runs (flow with 10,000 runs, first page)", "runs_list", lambda: dict(flow_id=FLOW)),
-        ("GET /flows/{F}/runs/{R}", "run_get", lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs)))),
-        ("GET .../runs/{R}/steps", "steps_list", lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs)))),
-        ("GET .../steps/{S}", "step_get", lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs)),
-                                                     step_name="work")),
-        ("GET .../steps/{S}/tasks", "tasks_list", lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs)),
-                                                             step_name="work")),
+        (
+            "GET /flows/{F}/runs/{R}",
+            "run_get",
+            lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs))),
+        ),
+        (
+            "GET .../runs/{R}/steps",
+            "steps_list",
+            lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs))),
+        ),
+        (
+            "GET .../steps/{S}",
+            "step_get",
+            lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs)), step_name="work"),
+        ),
+        (
+            "GET .../steps/{S}/tasks",
+            "tasks_list",
+            lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs)), step_name="work"),
+        ),
         ("GET .../tasks/{T}", "task_get", a_task),
         ("GET .../tasks/{T}/metadata", "metadata_list", a_task),
         ("GET .../tasks/{T}/artifacts (latest attempt)", "artifacts_list", a_task),
         ("GET .../tasks/{T}/artifacts/{name}", "artifact_get", lambda: dict(a_task(), name="_task_ok")),
-        ("GET .../tasks/{T}/attempt/0/artifacts", "artifacts_attempt_list", lambda: dict(a_task(), attempt_id="0")),
-        ("GET .../steps/{S}/filtered_tasks?metadata_field_name=foreach-stack&pattern=...", "filtered_tasks",
-         lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs)), step_name="work",
-                      metadata_field_name="foreach-stack", pattern='"index": 3\\b')),
-        ("GET .../runs/{R}/metadata", "run_metadata_list", lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs)))),
+        (
+            "GET .../tasks/{T}/attempt/0/artifacts",
+            "artifacts_attempt_list",
+            lambda: dict(a_task(), attempt_id="0"),
+        ),
+        (
+            "GET .../steps/{S}/filtered_tasks?metadata_field_name=foreach-stack&pattern=...",
+            "filtered_tasks",
+            lambda: dict(
+                flow_id=FLOW,
+                run_number=str(rng.randint(1, n_runs)),
+                step_name="work",
+                metadata_field_name="foreach-stack",
+                pattern='"index": 3\\b',
+            ),
+        ),
+        (
+            "GET .../runs/{R}/metadata",
+            "run_metadata_list",
+            lambda: dict(flow_id=FLOW, run_number=str(rng.randint(1, n_runs))),
+        ),
     ] + filters_and_pages(n_runs, tpr, rng)
 
 
@@ -137,26 +183,54 @@ def filters_and_pages(n_runs: int, tpr: int, rng: random.Random):
     def task_window():
         run = rng.randint(1, n_runs)
         lo = 1700000000000 + ((run - 1) * tpr + rng.randint(0, tpr - 1)) * 10
-        return dict(flow_id=FLOW, run_number=str(run), step_name="work", **{"ts_epoch:ge": str(lo)},
-                    **{"user_name:eq": "bench"}, **page)
+        return dict(
+            flow_id=FLOW,
+            run_number=str(run),
+            step_name="work",
+            **{"ts_epoch:ge": str(lo)},
+            **{"user_name:eq": "bench"},
+            **page,
+        )
 
     return [
-        ("runs?status:eq=failed&_limit=50 (every run matches)", "runs_list",
-         lambda: dict(flow_id=FLOW, **{"status:eq": "failed"}, **page)),
-        ("runs?status:eq=running&_limit=50 (no run matches: all 10,000 looked at)", "runs_list",
-         lambda: dict(flow_id=FLOW, **{"status:eq": "running"}, **page)),
-        ("runs?user:eq=bench&_limit=50", "runs_list", lambda: dict(flow_id=FLOW, **{"user:eq": "bench"}, **page)),
-        ("runs?ts_epoch:ge=..&ts_epoch:lt=.. (1 hour, 60 runs)&_limit=50", "runs_list",
-         lambda: dict(flow_id=FLOW, **window(), **page)),
-        ("runs?_tags:any=runtime:dev,x&_limit=50", "runs_list",
-         lambda: dict(flow_id=FLOW, **{"_tags:any": "runtime:dev,x"}, **page)),
-        ("runs?_tags:all=nope&_limit=50 (no run matches)", "runs_list",
-         lambda: dict(flow_id=FLOW, **{"_tags:all": "nope"}, **page)),
+        (
+            "runs?status:eq=failed&_limit=50 (every run matches)",
+            "runs_list",
+            lambda: dict(flow_id=FLOW, **{"status:eq": "failed"}, **page),
+        ),
+        (
+            "runs?status:eq=running&_limit=50 (no run matches: all 10,000 looked at)",
+            "runs_list",
+            lambda: dict(flow_id=FLOW, **{"status:eq": "running"}, **page),
+        ),
+        (
+            "runs?user:eq=bench&_limit=50",
+            "runs_list",
+            lambda: dict(flow_id=FLOW, **{"user:eq": "bench"}, **page),
+        ),
+        (
+            "runs?ts_epoch:ge=..&ts_epoch:lt=.. (1 hour, 60 runs)&_limit=50",
+            "runs_list",
+            lambda: dict(flow_id=FLOW, **window(), **page),
+        ),
+        (
+            "runs?_tags:any=runtime:dev,x&_limit=50",
+            "runs_list",
+            lambda: dict(flow_id=FLOW, **{"_tags:any": "runtime:dev,x"}, **page),
+        ),
+        (
+            "runs?_tags:all=nope&_limit=50 (no run matches)",
+            "runs_list",
+            lambda: dict(flow_id=FLOW, **{"_tags:all": "nope"}, **page),
+        ),
         ("tasks?ts_epoch:ge=..&user_name:eq=bench&_limit=50", "tasks_list", task_window),
         ("runs/{R}/metadata?_limit=50", "run_metadata_list", lambda: dict(a_run(), **page)),
         ("runs/{R}/artifacts?_limit=50", "run_artifacts_list", lambda: dict(a_run(), **page)),
-        ("runs/{R}/steps/work/artifacts?_limit=50", "run_artifacts_list",
-         lambda: dict(a_run(), step_name="work", **page)),
+        (
+            "runs/{R}/steps/work/artifacts?_limit=50",
+            "run_artifacts_list",
+            lambda: dict(a_run(), step_name="work", **page),
+        ),
     ]
 
 
@@ -166,6 +240,7 @@ async def measure(dsn: str, reqs, samples: int, router=None):
     session = None
     if router:
         import aiohttp
+
         session = aiohttp.ClientSession()
     for label, op, make in reqs:
         lat, http_lat, statuses, sizes = [], [], set(), []
@@ -178,18 +253,38 @@ async def measure(dsn: str, reqs, samples: int, router=None):
             sizes.append(len(row["body"]))
             if session is not None:
                 # the route of this op whose path parameters the args hold (run and step artifacts share an op)
-                route = max((r for r in common.ROUTES if r["op"] == op and r["method"] == "GET"
-                             and all(p[1:] in args for p in r["parts"] if p.startswith(":"))),
-                            key=lambda r: len(r["parts"]))
-                url = router.url + "/" + "/".join(str(args[p[1:]]) if p.startswith(":") else p for p in route["parts"])
+                route = max(
+                    (
+                        r
+                        for r in common.ROUTES
+                        if r["op"] == op
+                        and r["method"] == "GET"
+                        and all(p[1:] in args for p in r["parts"] if p.startswith(":"))
+                    ),
+                    key=lambda r: len(r["parts"]),
+                )
+                url = (
+                    router.url
+                    + "/"
+                    + "/".join(str(args[p[1:]]) if p.startswith(":") else p for p in route["parts"])
+                )
                 q = {k: v for k, v in args.items() if f":{k}" not in route["parts"]}
                 t0 = time.perf_counter()
                 async with session.get(url, params=q or None, headers={"x-api-key": router.key}) as r:
                     await r.read()
                 http_lat.append(time.perf_counter() - t0)
-        out[label] = dict(op=op, p50=pct(lat, .5), p99=pct(lat, .99), statuses=sorted(statuses),
-                          bytes=median(sizes), http_p50=pct(http_lat, .5), http_p99=pct(http_lat, .99))
-        log(f"{op:24s} p50 {out[label]['p50'] * 1e3:6.2f} ms  p99 {out[label]['p99'] * 1e3:6.2f} ms  {sorted(statuses)}")
+        out[label] = dict(
+            op=op,
+            p50=pct(lat, 0.5),
+            p99=pct(lat, 0.99),
+            statuses=sorted(statuses),
+            bytes=median(sizes),
+            http_p50=pct(http_lat, 0.5),
+            http_p99=pct(http_lat, 0.99),
+        )
+        log(
+            f"{op:24s} p50 {out[label]['p50'] * 1e3:6.2f} ms  p99 {out[label]['p99'] * 1e3:6.2f} ms  {sorted(statuses)}"
+        )
     if session:
         await session.close()
     await con.close()
@@ -201,17 +296,25 @@ async def explain(dsn: str, reqs) -> dict:
     plans = {}
     notices: list[str] = []
     con.add_log_listener(lambda c, m: notices.append(m.message))
-    await con.execute("load 'auto_explain'; set auto_explain.log_min_duration = 0; "
-                      "set auto_explain.log_analyze = on; set auto_explain.log_buffers = on; "
-                      "set auto_explain.log_nested_statements = on; set auto_explain.log_level = notice; "
-                      "set auto_explain.log_timing = on")
+    await con.execute(
+        "load 'auto_explain'; set auto_explain.log_min_duration = 0; "
+        "set auto_explain.log_analyze = on; set auto_explain.log_buffers = on; "
+        "set auto_explain.log_nested_statements = on; set auto_explain.log_level = notice; "
+        "set auto_explain.log_timing = on"
+    )
     for label, op, make in reqs:
         notices.clear()
         await con.fetchrow(CALL_SQL, "bench", op, json.dumps(make()), None)
         await asyncio.sleep(0.05)
         text = "\n\n".join(notices)
         seq = sorted(set(re.findall(r"Seq Scan on (\w+)", text)) & set(TABLES))
-        used = sorted(set(re.findall(r"(?:Index Scan|Index Only Scan|Bitmap Index Scan)(?: Backward)? (?:using|on) (\w+)", text)))
+        used = sorted(
+            set(
+                re.findall(
+                    r"(?:Index Scan|Index Only Scan|Bitmap Index Scan)(?: Backward)? (?:using|on) (\w+)", text
+                )
+            )
+        )
         plans[label] = dict(op=op, seq_scans=seq, indexes=used, text=text)
     await con.close()
     return plans
@@ -243,29 +346,45 @@ def main():
             router.stop()
         pg.stop()
     c = gen["counts"]
-    print(f"\n## Figure 3: scale ({c['tasks_v3']:,} tasks, {c['metadata_v3']:,} metadata rows, "
-          f"{c['artifact_v3']:,} artifacts, {c['runs_v3']:,} runs of one flow, "
-          f"{gen['tasks_per_run']} tasks per run; {gen['size']} in the six tables; "
-          f"load {gen['load_s']:.0f} s + indexes {gen['index_s']:.0f} s)\n")
-    print(f"{args.samples} sequential requests per route, random targets, one connection, "
-          "timed around `select ... from mfs_api.call(...)`" + (" and over HTTP through the router" if args.router else "") + ".\n")
-    hdr = "| route | op | p50 ms | p99 ms |" + (" HTTP p50 ms | HTTP p99 ms |" if args.router else "") + \
-          " reply bytes | ≤ 20 ms p99 | seq scan | indexes used (auto_explain) |"
+    print(
+        f"\n## Figure 3: scale ({c['tasks_v3']:,} tasks, {c['metadata_v3']:,} metadata rows, "
+        f"{c['artifact_v3']:,} artifacts, {c['runs_v3']:,} runs of one flow, "
+        f"{gen['tasks_per_run']} tasks per run; {gen['size']} in the six tables; "
+        f"load {gen['load_s']:.0f} s + indexes {gen['index_s']:.0f} s)\n"
+    )
+    print(
+        f"{args.samples} sequential requests per route, random targets, one connection, "
+        "timed around `select ... from mfs_api.call(...)`"
+        + (" and over HTTP through the router" if args.router else "")
+        + ".\n"
+    )
+    hdr = (
+        "| route | op | p50 ms | p99 ms |"
+        + (" HTTP p50 ms | HTTP p99 ms |" if args.router else "")
+        + " reply bytes | ≤ 20 ms p99 | seq scan | indexes used (auto_explain) |"
+    )
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1))
     for label, r in res.items():
         p = plans[label]
         extra = f" {r['http_p50'] * 1e3:.2f} | {r['http_p99'] * 1e3:.2f} |" if args.router else ""
-        print(f"| `{label}` | {r['op']} | {r['p50'] * 1e3:.2f} | {r['p99'] * 1e3:.2f} |{extra} {r['bytes']:.0f} | "
-              f"{'yes' if r['p99'] <= 0.020 else '**NO**'} | {', '.join(p['seq_scans']) or 'none'} | "
-              f"{', '.join(p['indexes'])} |")
+        print(
+            f"| `{label}` | {r['op']} | {r['p50'] * 1e3:.2f} | {r['p99'] * 1e3:.2f} |{extra} {r['bytes']:.0f} | "
+            f"{'yes' if r['p99'] <= 0.020 else '**NO**'} | {', '.join(p['seq_scans']) or 'none'} | "
+            f"{', '.join(p['indexes'])} |"
+        )
     common.OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = common.OUT_DIR / ("fig3_plans_full.txt" if args.full else "fig3_plans.txt")
     path.write_text("\n\n".join(f"===== {label} ({p['op']})\n{p['text']}" for label, p in plans.items()))
     print(f"\nfull EXPLAIN (ANALYZE, BUFFERS) of every nested statement: {path}")
-    common.save_json("fig3_scale_full.json" if args.full else "fig3_scale.json",
-                     dict(gen=gen, results=res, plans={k: {x: y for x, y in v.items() if x != 'text'}
-                                                       for k, v in plans.items()}))
+    common.save_json(
+        "fig3_scale_full.json" if args.full else "fig3_scale.json",
+        dict(
+            gen=gen,
+            results=res,
+            plans={k: {x: y for x, y in v.items() if x != "text"} for k, v in plans.items()},
+        ),
+    )
 
 
 if __name__ == "__main__":

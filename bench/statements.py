@@ -32,7 +32,9 @@ async def one_pass(pg, dsn, dbname, program, track, flow):
             """select s.query, s.calls, s.toplevel from pg_stat_statements s
                  join pg_database d on d.oid = s.dbid
                  join pg_roles r on r.oid = s.userid
-                where d.datname = $1 order by s.calls desc""", dbname)
+                where d.datname = $1 order by s.calls desc""",
+            dbname,
+        )
     finally:
         router.stop()
         await admin.close()
@@ -61,8 +63,10 @@ def main():
     finally:
         pg.stop()
     n_req = sum(top_sent.values())
-    print(f"\n## Figure 6: statements per API request (one recorded {args.width}-wide foreach run "
-          f"replayed through the router, {n_req} API requests)\n")
+    print(
+        f"\n## Figure 6: statements per API request (one recorded {args.width}-wide foreach run "
+        f"replayed through the router, {n_req} API requests)\n"
+    )
     print("Top-level statements received by Postgres from the router (pg_stat_statements.track=top):\n")
     print("| calls | statement |")
     print("|---|---|")
@@ -74,13 +78,16 @@ def main():
     print(f"\n**{total} statements for {n_req} API requests = {total / n_req:.3f} per request**")
     nested_calls = sum(r["calls"] for r in nested if not r["toplevel"])
     n_all = sum(all_sent.values())
-    print(f"\nInside those, with track=all: {nested_calls} nested statements for {n_all} requests "
-          f"({nested_calls / n_all:.1f} per request) run inside the one round trip's plpgsql "
-          f"(never on the wire).")
-    print("\nquota ledger after both passes (requests counted by mfs.charge):",
-          [dict(r) for r in usage])
-    common.save_json("fig6_statements.json", dict(requests=n_req, top=[dict(r) for r in top],
-                                                  nested_calls=nested_calls, sent=top_sent))
+    print(
+        f"\nInside those, with track=all: {nested_calls} nested statements for {n_all} requests "
+        f"({nested_calls / n_all:.1f} per request) run inside the one round trip's plpgsql "
+        f"(never on the wire)."
+    )
+    print("\nquota ledger after both passes (requests counted by mfs.charge):", [dict(r) for r in usage])
+    common.save_json(
+        "fig6_statements.json",
+        dict(requests=n_req, top=[dict(r) for r in top], nested_calls=nested_calls, sent=top_sent),
+    )
 
 
 if __name__ == "__main__":

@@ -39,20 +39,35 @@ OFFICIAL = "official service"
 
 
 def before_revision() -> str:
-    added = subprocess.run(["git", "log", "--format=%H", "--diff-filter=A", "-1", "--",
-                            "sql/0020_quota_slots.sql"], cwd=common.ROOT, capture_output=True,
-                           text=True, check=True).stdout.strip()
-    return subprocess.run(["git", "rev-parse", "--short", added + "^"], cwd=common.ROOT, capture_output=True,
-                          text=True, check=True).stdout.strip()
+    added = subprocess.run(
+        ["git", "log", "--format=%H", "--diff-filter=A", "-1", "--", "sql/0020_quota_slots.sql"],
+        cwd=common.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "--short", added + "^"],
+        cwd=common.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def export_sql(rev: str, into: Path) -> list[str]:
     """sql/ as of git revision `rev`, written to `into`; returns the file names."""
-    names = subprocess.run(["git", "ls-tree", "--name-only", rev, "sql/"], cwd=common.ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
+    names = subprocess.run(
+        ["git", "ls-tree", "--name-only", rev, "sql/"],
+        cwd=common.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for n in names:
-        text = subprocess.run(["git", "show", f"{rev}:{n}"], cwd=common.ROOT, capture_output=True,
-                              check=True).stdout
+        text = subprocess.run(
+            ["git", "show", f"{rev}:{n}"], cwd=common.ROOT, capture_output=True, check=True
+        ).stdout
         (into / Path(n).name).write_bytes(text)
     return [Path(n).name for n in names]
 
@@ -62,15 +77,20 @@ async def server_time(admin, db: str) -> tuple[int, float]:
     row = await admin.fetchrow(
         """select coalesce(sum(calls), 0)::bigint calls, coalesce(sum(total_exec_time), 0)::float8 ms
              from pg_stat_statements s join pg_database d on d.oid = s.dbid
-            where d.datname = $1""", db)
+            where d.datname = $1""",
+        db,
+    )
     return row["calls"], row["ms"]
 
 
 async def bench(pg, dsns: dict, routers: dict, program, args, official=None) -> dict:
     admin = await asyncpg.connect(pg.dsn)
     await admin.execute("create extension if not exists pg_stat_statements")
-    pools = {k: await asyncpg.create_pool(d, min_size=args.pool, max_size=args.pool) for k, d in dsns.items()
-             if k != "official"}
+    pools = {
+        k: await asyncpg.create_pool(d, min_size=args.pool, max_size=args.pool)
+        for k, d in dsns.items()
+        if k != "official"
+    }
     variants = VARIANTS + ([OFFICIAL] if official else [])
     out = {}
     for conc in args.concurrency:
@@ -85,7 +105,7 @@ async def bench(pg, dsns: dict, routers: dict, program, args, official=None) -> 
             await replayer.run(senders[name], conc, 2.0)
         rounds = []
         for i in range(args.rounds):
-            order = variants[i % len(variants):] + variants[:i % len(variants)]
+            order = variants[i % len(variants) :] + variants[: i % len(variants)]
             if i % 2:
                 order.reverse()
             res = {}
@@ -97,8 +117,10 @@ async def bench(pg, dsns: dict, routers: dict, program, args, official=None) -> 
                 r["statements_per_request"] = calls / max(r["requests"], 1)
                 r["server_ms_per_request"] = ms / max(r["requests"], 1)
                 res[name] = r
-                log(f"c{conc} round {i + 1} {name:16s}: {r['rps']:6.0f} req/s, {len(r['errors'])} 5xx, "
-                    f"server {r['server_ms_per_request']:.2f} ms/request")
+                log(
+                    f"c{conc} round {i + 1} {name:16s}: {r['rps']:6.0f} req/s, {len(r['errors'])} 5xx, "
+                    f"server {r['server_ms_per_request']:.2f} ms/request"
+                )
             rounds.append(res)
         await session.close()
         out[conc] = rounds
@@ -110,43 +132,64 @@ async def bench(pg, dsns: dict, routers: dict, program, args, official=None) -> 
 
 def report(out: dict, args, mix_n: int, tasks: int, rev: str) -> dict:
     print(f"\n## Throughput of the per-task mix, before ({rev}) and after the slot ledger\n")
-    print(f"{mix_n}-request recording of a {args.width}-wide foreach run ({tasks} tasks), pool {args.pool}, "
-          f"{args.rounds} rounds x {args.seconds:.0f} s per variant, "
-          f"{'unlimited scope' if args.unlimited else 'limited scope far from its limit'}\n")
+    print(
+        f"{mix_n}-request recording of a {args.width}-wide foreach run ({tasks} tasks), pool {args.pool}, "
+        f"{args.rounds} rounds x {args.seconds:.0f} s per variant, "
+        f"{'unlimited scope' if args.unlimited else 'limited scope far from its limit'}\n"
+    )
     summary = {}
     for conc, rounds in out.items():
         variants = [v for v in VARIANTS + [OFFICIAL] if v in rounds[0]]
         med = {v: median([r[v]["rps"] for r in rounds]) for v in variants}
         ratio = {
-            "router after / before": median([r["router after"]["rps"] / r["router before"]["rps"] for r in rounds]),
-            "direct after / before": median([r["direct after"]["rps"] / r["direct before"]["rps"] for r in rounds]),
-            "router / direct, before": median([r["router before"]["rps"] / r["direct before"]["rps"] for r in rounds]),
-            "router / direct, after": median([r["router after"]["rps"] / r["direct after"]["rps"] for r in rounds]),
+            "router after / before": median(
+                [r["router after"]["rps"] / r["router before"]["rps"] for r in rounds]
+            ),
+            "direct after / before": median(
+                [r["direct after"]["rps"] / r["direct before"]["rps"] for r in rounds]
+            ),
+            "router / direct, before": median(
+                [r["router before"]["rps"] / r["direct before"]["rps"] for r in rounds]
+            ),
+            "router / direct, after": median(
+                [r["router after"]["rps"] / r["direct after"]["rps"] for r in rounds]
+            ),
         }
         if OFFICIAL in variants:
             for side in ("before", "after"):
-                ratio[f"router {side} / official"] = median([r[f"router {side}"]["rps"] / r[OFFICIAL]["rps"]
-                                                             for r in rounds])
+                ratio[f"router {side} / official"] = median(
+                    [r[f"router {side}"]["rps"] / r[OFFICIAL]["rps"] for r in rounds]
+                )
         print(f"### concurrency {conc}\n")
-        print("| variant | " + " | ".join(f"round {i + 1} req/s" for i in range(len(rounds)))
-              + " | **median req/s** | p50 ms | p99 ms | statements/request | server ms/request | 5xx |")
+        print(
+            "| variant | "
+            + " | ".join(f"round {i + 1} req/s" for i in range(len(rounds)))
+            + " | **median req/s** | p50 ms | p99 ms | statements/request | server ms/request | 5xx |"
+        )
         print("|---|" + "---|" * (len(rounds) + 6))
         for v in variants:
             lat = [x for r in rounds for op in r[v]["latencies"].values() for x in op]
-            print(f"| {v} | " + " | ".join(f"{r[v]['rps']:.0f}" for r in rounds)
-                  + f" | **{med[v]:.0f}** | {pct(lat, .5) * 1e3:.1f} | {pct(lat, .99) * 1e3:.1f} | "
-                  f"{median([r[v]['statements_per_request'] for r in rounds]):.2f} | "
-                  f"{median([r[v]['server_ms_per_request'] for r in rounds]):.2f} | "
-                  f"{sum(len(r[v]['errors']) for r in rounds)} |")
+            print(
+                f"| {v} | "
+                + " | ".join(f"{r[v]['rps']:.0f}" for r in rounds)
+                + f" | **{med[v]:.0f}** | {pct(lat, 0.5) * 1e3:.1f} | {pct(lat, 0.99) * 1e3:.1f} | "
+                f"{median([r[v]['statements_per_request'] for r in rounds]):.2f} | "
+                f"{median([r[v]['server_ms_per_request'] for r in rounds]):.2f} | "
+                f"{sum(len(r[v]['errors']) for r in rounds)} |"
+            )
         print()
         print("| ratio (median of per-round ratios) | value |")
         print("|---|---|")
         for k, x in ratio.items():
             print(f"| {k} | **{x:.2f}** |")
         print()
-        summary[conc] = dict(median_rps=med, ratios=ratio,
-                             rounds=[{v: {k: x for k, x in r[v].items() if k != "latencies"} for v in variants}
-                                     for r in rounds])
+        summary[conc] = dict(
+            median_rps=med,
+            ratios=ratio,
+            rounds=[
+                {v: {k: x for k, x in r[v].items() if k != "latencies"} for v in variants} for r in rounds
+            ],
+        )
     return summary
 
 
@@ -155,12 +198,18 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each variant's phase")
     ap.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[16, 64])
-    ap.add_argument("--pool", type=int, default=10,
-                    help="DB connections, both for each router (DB_MAX_CONNECTIONS) and each asyncpg pool")
+    ap.add_argument(
+        "--pool",
+        type=int,
+        default=10,
+        help="DB connections, both for each router (DB_MAX_CONNECTIONS) and each asyncpg pool",
+    )
     ap.add_argument("--width", type=int, default=10, help="foreach width of the recorded run")
     ap.add_argument("--before", help="git revision whose sql/ is 'before' (default: before 0020)")
     ap.add_argument("--unlimited", action="store_true", help="no quota limits on the scope")
-    ap.add_argument("--official", type=Path, help="checkout of Netflix/metaflow-service (its services/ folder)")
+    ap.add_argument(
+        "--official", type=Path, help="checkout of Netflix/metaflow-service (its services/ folder)"
+    )
     ap.add_argument("--official-python", default="python3", help="a Python with the official requirements")
     args = ap.parse_args()
     rev = args.before or before_revision()
@@ -185,6 +234,7 @@ def main():
             routers[k] = common.Router(dsn, extra_env={"DB_MAX_CONNECTIONS": str(args.pool)})
         if args.official:
             from official_service import OfficialService, apply_official_schema
+
             dsns["official"] = common.new_database(pg, migrate=False)
             n = common.run_sync(apply_official_schema(dsns["official"], args.official))
             log(f"official schema: {n} migration files")

@@ -60,6 +60,7 @@ def execute(dsn: str, script: str) -> None:
             await con.execute(script)
         finally:
             await con.close()
+
     common.run_sync(go())
 
 
@@ -103,9 +104,23 @@ def main():
         sysroot = Path(env["METAFLOW_DATASTORE_SYSROOT_LOCAL"])
         sysroot.mkdir(parents=True, exist_ok=True)
         log("running a 100-task foreach through the router ...")
-        res = subprocess.run([sys.executable, str(FLOWS / "foreach_flow.py"), "--no-pylint", "run",
-                                     "--n", "100", "--max-workers", "16"], env=env, cwd=sysroot,
-                                    capture_output=True, text=True, timeout=900)
+        res = subprocess.run(
+            [
+                sys.executable,
+                str(FLOWS / "foreach_flow.py"),
+                "--no-pylint",
+                "run",
+                "--n",
+                "100",
+                "--max-workers",
+                "16",
+            ],
+            env=env,
+            cwd=sysroot,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if res.returncode != 0:
             raise SystemExit(f"the foreach run failed:\n{res.stderr[-3000:]}")
         run = router.session().get(f"{router.url}/flows/ForeachFlow/runs").json()[0]["run_number"]
@@ -114,10 +129,16 @@ def main():
         newest = q(dsn, "select max(run_number) from runs_v3 where flow_id = 'BigFlow'")[0][0]
         views = [
             ("home page, flow of 10,000 runs", f"{ui.url}/?timerange_start=0", ("BigFlow", str(newest))),
-            ("run page timeline, 100-task foreach", f"{ui.url}/ForeachFlow/{run}/view/timeline",
-             ("Completed", "start", "each")),  # the list is virtualised: later steps are below the fold
-            ("run page DAG, 100-task foreach", f"{ui.url}/ForeachFlow/{run}/view/dag",
-             ("start", "each", "join", "end")),
+            (
+                "run page timeline, 100-task foreach",
+                f"{ui.url}/ForeachFlow/{run}/view/timeline",
+                ("Completed", "start", "each"),
+            ),  # the list is virtualised: later steps are below the fold
+            (
+                "run page DAG, 100-task foreach",
+                f"{ui.url}/ForeachFlow/{run}/view/dag",
+                ("start", "each", "join", "end"),
+            ),
         ]
         print("| view | median time to show (s) | service requests per load |\n|---|---|---|")
         for label, url, needles in views:

@@ -9,5 +9,13 @@ from .metadata_compute import MetadataCompute, MetadataComputeArgs
 from .object_store import ObjectStore, ObjectStoreArgs
 from .quota_guard import QuotaGuard, QuotaGuardArgs
 
-__all__ = ["Database", "DatabaseArgs", "ObjectStore", "ObjectStoreArgs", "MetadataCompute",
-           "MetadataComputeArgs", "QuotaGuard", "QuotaGuardArgs"]
+__all__ = [
+    "Database",
+    "DatabaseArgs",
+    "ObjectStore",
+    "ObjectStoreArgs",
+    "MetadataCompute",
+    "MetadataComputeArgs",
+    "QuotaGuard",
+    "QuotaGuardArgs",
+]

@@ -30,68 +30,129 @@ def cloud_run_service(name, s, names, database_url, api_key, quota_scope, parent
 
     child = pulumi.ResourceOptions(parent=parent)
     project, region = s.gcp_project, s.gcp_region
-    apis = [gcp.projects.Service(f"{name}-api-{api.split('.')[0]}", project=project,
-                                 service=api, disable_on_destroy=False, opts=child)
-            for api in ("run.googleapis.com", "secretmanager.googleapis.com",
-                        "storage.googleapis.com", "iam.googleapis.com")]
+    apis = [
+        gcp.projects.Service(
+            f"{name}-api-{api.split('.')[0]}",
+            project=project,
+            service=api,
+            disable_on_destroy=False,
+            opts=child,
+        )
+        for api in (
+            "run.googleapis.com",
+            "secretmanager.googleapis.com",
+            "storage.googleapis.com",
+            "iam.googleapis.com",
+        )
+    ]
     after_apis = pulumi.ResourceOptions(parent=parent, depends_on=apis)
-    account = gcp.serviceaccount.Account(f"{name}-sa", project=project,
-                                         account_id=names.name("run", max_len=30),
-                                         display_name="metaflow-serverless router",
-                                         opts=after_apis)  # a fresh project: IAM API first
+    account = gcp.serviceaccount.Account(
+        f"{name}-sa",
+        project=project,
+        account_id=names.name("run", max_len=30),
+        display_name="metaflow-serverless router",
+        opts=after_apis,
+    )  # a fresh project: IAM API first
     member = pulumi.Output.concat("serviceAccount:", account.email)
 
-    source = gcp.storage.Bucket(f"{name}-source", project=project, location=region,
-                                uniform_bucket_level_access=True, force_destroy=True,
-                                opts=after_apis)
-    objects = [gcp.storage.BucketObject(f"{name}-src-{path.replace('/', '-')}",
-                                        bucket=source.name, name=path,
-                                        content=data.decode("utf-8"), opts=child)
-               for path, data in router_files().items()]
-    grants = [gcp.storage.BucketIAMMember(f"{name}-source-read", bucket=source.name,
-                                role="roles/storage.objectViewer", member=member,
-                                          opts=child)]
+    source = gcp.storage.Bucket(
+        f"{name}-source",
+        project=project,
+        location=region,
+        uniform_bucket_level_access=True,
+        force_destroy=True,
+        opts=after_apis,
+    )
+    objects = [
+        gcp.storage.BucketObject(
+            f"{name}-src-{path.replace('/', '-')}",
+            bucket=source.name,
+            name=path,
+            content=data.decode("utf-8"),
+            opts=child,
+        )
+        for path, data in router_files().items()
+    ]
+    grants = [
+        gcp.storage.BucketIAMMember(
+            f"{name}-source-read",
+            bucket=source.name,
+            role="roles/storage.objectViewer",
+            member=member,
+            opts=child,
+        )
+    ]
 
     env_secrets = {}
     for var, value in (("DATABASE_URL", database_url), ("METADATA_API_KEY", api_key)):
         slug = var.lower().replace("_", "-")
-        secret = gcp.secretmanager.Secret(f"{name}-{slug}", project=project,
-                                          secret_id=names.name(slug),
-                                          replication={"auto": {}}, opts=after_apis)
-        version = gcp.secretmanager.SecretVersion(f"{name}-{slug}-v", secret=secret.id,
-                                                  secret_data=pulumi.Output.secret(value),
-                                                  opts=child)
-        grants.append(gcp.secretmanager.SecretIamMember(f"{name}-{slug}-read", project=project,
-                                          secret_id=secret.secret_id,
-                                          role="roles/secretmanager.secretAccessor",
-                                          member=member, opts=child))
+        secret = gcp.secretmanager.Secret(
+            f"{name}-{slug}",
+            project=project,
+            secret_id=names.name(slug),
+            replication={"auto": {}},
+            opts=after_apis,
+        )
+        version = gcp.secretmanager.SecretVersion(
+            f"{name}-{slug}-v", secret=secret.id, secret_data=pulumi.Output.secret(value), opts=child
+        )
+        grants.append(
+            gcp.secretmanager.SecretIamMember(
+                f"{name}-{slug}-read",
+                project=project,
+                secret_id=secret.secret_id,
+                role="roles/secretmanager.secretAccessor",
+                member=member,
+                opts=child,
+            )
+        )
         env_secrets[var] = (secret, version)
 
-    envs = [{"name": var, "value_source": {"secret_key_ref": {"secret": sec.secret_id,
-                                                              "version": ver.version}}}
-            for var, (sec, ver) in env_secrets.items()]
+    envs = [
+        {"name": var, "value_source": {"secret_key_ref": {"secret": sec.secret_id, "version": ver.version}}}
+        for var, (sec, ver) in env_secrets.items()
+    ]
     envs += [{"name": k, "value": v} for k, v in container_env(quota_scope).items()]
     service = gcp.cloudrunv2.Service(
-        f"{name}-service", project=project, location=region, name=names.name("router", max_len=49),
-        ingress="INGRESS_TRAFFIC_ALL", deletion_protection=False,
+        f"{name}-service",
+        project=project,
+        location=region,
+        name=names.name("router", max_len=49),
+        ingress="INGRESS_TRAFFIC_ALL",
+        deletion_protection=False,
         template={
             "service_account": account.email,
             "execution_environment": "EXECUTION_ENVIRONMENT_GEN2",
             "scaling": {"min_instance_count": 0, "max_instance_count": 2},
             "volumes": [{"name": "router", "gcs": {"bucket": source.name, "read_only": True}}],
-            "containers": [{
-                "image": s.router_image,
-                "commands": ["deno"],
-                "args": ["run", "--allow-net", "--allow-env", "--allow-read",
-                         "--allow-write=/tmp", f"{MOUNT}/main.ts"],
-                "envs": envs,
-                "ports": {"container_port": CONTAINER_PORT},
-                "volume_mounts": [{"name": "router", "mount_path": MOUNT}],
-                "resources": {"cpu_idle": True, "limits": {"cpu": "1", "memory": "512Mi"}},
-            }],
+            "containers": [
+                {
+                    "image": s.router_image,
+                    "commands": ["deno"],
+                    "args": [
+                        "run",
+                        "--allow-net",
+                        "--allow-env",
+                        "--allow-read",
+                        "--allow-write=/tmp",
+                        f"{MOUNT}/main.ts",
+                    ],
+                    "envs": envs,
+                    "ports": {"container_port": CONTAINER_PORT},
+                    "volume_mounts": [{"name": "router", "mount_path": MOUNT}],
+                    "resources": {"cpu_idle": True, "limits": {"cpu": "1", "memory": "512Mi"}},
+                }
+            ],
         },
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=apis + objects + grants))
-    gcp.cloudrunv2.ServiceIamMember(f"{name}-public", project=project, location=region,
-                                    name=service.name, role="roles/run.invoker",
-                                    member="allUsers", opts=child)
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=apis + objects + grants),
+    )
+    gcp.cloudrunv2.ServiceIamMember(
+        f"{name}-public",
+        project=project,
+        location=region,
+        name=service.name,
+        role="roles/run.invoker",
+        member="allUsers",
+        opts=child,
+    )
     return service.uri

@@ -25,23 +25,37 @@ def worker(name, s, names, database_url, api_key, quota_scope, parent) -> pulumi
         f"{name}-bundle",
         # no `dir`: the command runs in the project directory, and an absolute path in the
         # inputs would show as a change in a preview from any other checkout
-        create="python -m mfs worker-bundle", triggers=[source_hash], logging="stderr", opts=child)
+        create="python -m mfs worker-bundle",
+        triggers=[source_hash],
+        logging="stderr",
+        opts=child,
+    )
     script_name = names.name("router")
     script = cloudflare.WorkersScript(
-        f"{name}-worker", account_id=s.cloudflare_account_id, script_name=script_name,
-        content=bundle.stdout, main_module="worker.js",
-        compatibility_date=COMPATIBILITY_DATE, compatibility_flags=["nodejs_compat"],
+        f"{name}-worker",
+        account_id=s.cloudflare_account_id,
+        script_name=script_name,
+        content=bundle.stdout,
+        main_module="worker.js",
+        compatibility_date=COMPATIBILITY_DATE,
+        compatibility_flags=["nodejs_compat"],
         bindings=[
             {"type": "secret_text", "name": "DATABASE_URL", "text": database_url},
             {"type": "secret_text", "name": "METADATA_API_KEY", "text": api_key},
             {"type": "plain_text", "name": "QUOTA_SCOPE", "text": quota_scope},
         ],
-        opts=child)
+        opts=child,
+    )
     cloudflare.WorkersScriptSubdomain(
-        f"{name}-subdomain", account_id=s.cloudflare_account_id, script_name=script.script_name,
-        enabled=True, opts=child)
-    return pulumi.Output.concat("https://", script.script_name, ".",
-                                s.cloudflare_workers_subdomain, ".workers.dev")
+        f"{name}-subdomain",
+        account_id=s.cloudflare_account_id,
+        script_name=script.script_name,
+        enabled=True,
+        opts=child,
+    )
+    return pulumi.Output.concat(
+        "https://", script.script_name, ".", s.cloudflare_workers_subdomain, ".workers.dev"
+    )
 
 
 def _source_hash() -> str:

@@ -50,33 +50,47 @@ class Database(pulumi.ComponentResource):
         if args.backend == "supabase":
             db_pass = s.secret("supabaseDbPassword") or RandomSecret(f"{name}-password", 24, child).value
             project = SupabaseProject(
-                f"{name}-supabase", project_name=s.project_name,
-                organization=s.supabase_organization, region=s.region,
-                access_token=s.require_secret("supabaseAccessToken"), db_pass=db_pass,
-                instance_size=s.supabase_instance_size, opts=keep)
+                f"{name}-supabase",
+                project_name=s.project_name,
+                organization=s.supabase_organization,
+                region=s.region,
+                access_token=s.require_secret("supabaseAccessToken"),
+                db_pass=db_pass,
+                instance_size=s.supabase_instance_size,
+                opts=keep,
+            )
             raw_url, self.supabase_ref, self.supabase_url = project.db_url, project.ref, project.url
             self.pooled_url = project.pooler_url  # transaction mode: for the Edge Function
         elif args.backend == "neon":
-            project = NeonProject(f"{name}-neon", project_name=s.project_name, region=s.region,
-                                  org_id=s.neon_org_id, api_key=s.require_secret("neonApiKey"),
-                                  opts=keep)
+            project = NeonProject(
+                f"{name}-neon",
+                project_name=s.project_name,
+                region=s.region,
+                org_id=s.neon_org_id,
+                api_key=s.require_secret("neonApiKey"),
+                opts=keep,
+            )
             raw_url, self.pooled_url = project.db_url, project.pooled_url
         elif args.backend == "cockroach":
             raw_url = self._cockroach(name, s, args.names, keep, child)
         elif args.backend == "postgres":
             raw_url = s.require_secret("databaseUrl")
         else:
-            pg = LocalPostgres(f"{name}-local", state_dir=f"{s.local_state_dir}/{s.stack}/postgres",
-                               port=s.local_postgres_port, drop_data=s.drop_data_on_destroy,
-                               opts=child)
+            pg = LocalPostgres(
+                f"{name}-local",
+                state_dir=f"{s.local_state_dir}/{s.stack}/postgres",
+                port=s.local_postgres_port,
+                drop_data=s.drop_data_on_destroy,
+                opts=child,
+            )
             raw_url = pg.url
-        self.schema = SchemaMigrations(f"{name}-schema", dsn=raw_url,
-                                       drop_on_destroy=s.drop_data_on_destroy, opts=child)
+        self.schema = SchemaMigrations(
+            f"{name}-schema", dsn=raw_url, drop_on_destroy=s.drop_data_on_destroy, opts=child
+        )
         self.url = self._after_schema(raw_url)
         if self.pooled_url is not None:
             self.pooled_url = self._after_schema(self.pooled_url)
-        self.register_outputs({"url": self.url, "backend": self.backend,
-                               "migrations": self.schema.applied})
+        self.register_outputs({"url": self.url, "backend": self.backend, "migrations": self.schema.applied})
 
     def _after_schema(self, url) -> pulumi.Output:
         """`url`, known only once the schema is in place (secret)."""
@@ -86,17 +100,28 @@ class Database(pulumi.ComponentResource):
         import pulumiverse_cockroach as cockroach
 
         cluster = cockroach.Cluster(
-            f"{name}-cockroach", name=names.name(max_len=20), cloud_provider=s.cockroach_cloud_provider,
-            plan="BASIC", regions=[{"name": s.region or "us-east-1"}],
-            serverless={"usage_limits": {"request_unit_limit": 50_000_000,
-                                         "storage_mib_limit": 10_240}}
-            if not s.cockroach_spend_limit else {"spend_limit": s.cockroach_spend_limit},
-            opts=keep)
+            f"{name}-cockroach",
+            name=names.name(max_len=20),
+            cloud_provider=s.cockroach_cloud_provider,
+            plan="BASIC",
+            regions=[{"name": s.region or "us-east-1"}],
+            serverless={"usage_limits": {"request_unit_limit": 50_000_000, "storage_mib_limit": 10_240}}
+            if not s.cockroach_spend_limit
+            else {"spend_limit": s.cockroach_spend_limit},
+            opts=keep,
+        )
         password = RandomSecret(f"{name}-password", 24, child).value
         # the user and database hold the data too: kept with the cluster unless dropDataOnDestroy
-        user = cockroach.SqlUser(f"{name}-user", cluster_id=cluster.id, name="metaflow",
-                                 password=password, opts=keep)
+        user = cockroach.SqlUser(
+            f"{name}-user", cluster_id=cluster.id, name="metaflow", password=password, opts=keep
+        )
         db = cockroach.Database(f"{name}-db", cluster_id=cluster.id, name="metaflow", opts=keep)
-        return pulumi.Output.secret(pulumi.Output.format(
-            "postgresql://{0}:{1}@{2}:26257/{3}?sslmode=verify-full", user.name, password,
-            cluster.regions[0].sql_dns, db.name))
+        return pulumi.Output.secret(
+            pulumi.Output.format(
+                "postgresql://{0}:{1}@{2}:26257/{3}?sslmode=verify-full",
+                user.name,
+                password,
+                cluster.regions[0].sql_dns,
+                db.name,
+            )
+        )

@@ -40,8 +40,7 @@ class MetadataComputeArgs:
 class MetadataCompute(pulumi.ComponentResource):
     url: pulumi.Output[str]
 
-    def __init__(self, name: str, args: MetadataComputeArgs,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: MetadataComputeArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE, name, {}, opts)
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
@@ -50,33 +49,53 @@ class MetadataCompute(pulumi.ComponentResource):
             if args.supabase_ref is None:
                 raise pulumi.RunError("compute=supabase-edge needs database=supabase")
             fn = SupabaseFunction(
-                f"{name}-edge", ref=args.supabase_ref, slug=FUNCTION_SLUG,
-                secrets={"METADATA_API_KEY": args.api_key, "QUOTA_SCOPE": args.quota_scope,
-                         "PATH_PREFIX": f"/{FUNCTION_SLUG}", **EDGE_DB_SETTINGS,
-                         # Supabase's advice for edge functions: the shared pooler in
-                         # transaction mode, not the platform's direct SUPABASE_DB_URL
-                         "DATABASE_URL": args.serverless_database_url or args.database_url},
-                access_token=s.require_secret("supabaseAccessToken"), opts=child)
+                f"{name}-edge",
+                ref=args.supabase_ref,
+                slug=FUNCTION_SLUG,
+                secrets={
+                    "METADATA_API_KEY": args.api_key,
+                    "QUOTA_SCOPE": args.quota_scope,
+                    "PATH_PREFIX": f"/{FUNCTION_SLUG}",
+                    **EDGE_DB_SETTINGS,
+                    # Supabase's advice for edge functions: the shared pooler in
+                    # transaction mode, not the platform's direct SUPABASE_DB_URL
+                    "DATABASE_URL": args.serverless_database_url or args.database_url,
+                },
+                access_token=s.require_secret("supabaseAccessToken"),
+                opts=child,
+            )
             self.url = fn.url
         elif args.backend == "cloudflare-worker":
             from .cloudflare_worker import worker
 
-            self.url = worker(name, s, args.names, args.serverless_database_url or args.database_url,
-                              args.api_key, args.quota_scope, self)
+            self.url = worker(
+                name,
+                s,
+                args.names,
+                args.serverless_database_url or args.database_url,
+                args.api_key,
+                args.quota_scope,
+                self,
+            )
         elif args.backend == "cloudrun":
             from .cloud_run import cloud_run_service
 
-            self.url = cloud_run_service(name, s, args.names, args.database_url, args.api_key,
-                                         args.quota_scope, self)
+            self.url = cloud_run_service(
+                name, s, args.names, args.database_url, args.api_key, args.quota_scope, self
+            )
         elif args.backend == "render":
             from .render import render_service
 
-            self.url = render_service(name, s, args.database_url, args.api_key,
-                                      args.quota_scope, self)
+            self.url = render_service(name, s, args.database_url, args.api_key, args.quota_scope, self)
         else:
-            router = LocalRouter(f"{name}-local", database_url=args.database_url,
-                                 api_key=args.api_key, quota_scope=args.quota_scope,
-                                 state_dir=f"{s.local_state_dir}/{s.stack}/router",
-                                 port=s.local_router_port, opts=child)
+            router = LocalRouter(
+                f"{name}-local",
+                database_url=args.database_url,
+                api_key=args.api_key,
+                quota_scope=args.quota_scope,
+                state_dir=f"{s.local_state_dir}/{s.stack}/router",
+                port=s.local_router_port,
+                opts=child,
+            )
             self.url = router.url
         self.register_outputs({"url": self.url, "backend": self.backend})

@@ -10,10 +10,10 @@ import pulumi
 def profile_values(service_url, api_key, store) -> pulumi.Output:
     """The config JSON dict: service metadata + S3 datastore, S3 creds in the one key Metaflow
     reads them from (`METAFLOW_DATATOOLS_CLIENT_PARAMS`)."""
+
     def build(a):
         url, key, bucket, endpoint, key_id, secret, region, token = a
-        client = {"aws_access_key_id": key_id, "aws_secret_access_key": secret,
-                  "region_name": region}
+        client = {"aws_access_key_id": key_id, "aws_secret_access_key": secret, "region_name": region}
         if token:  # S3 session-token auth (Supabase Storage)
             client["aws_session_token"] = token
         return {
@@ -27,6 +27,15 @@ def profile_values(service_url, api_key, store) -> pulumi.Output:
             "METAFLOW_DATATOOLS_CLIENT_PARAMS": json.dumps(client),
         }
 
-    return pulumi.Output.secret(pulumi.Output.all(
-        service_url, api_key, store.bucket, store.endpoint, store.access_key_id,
-        store.secret_access_key, store.region, store.session_token or "").apply(build))
+    return pulumi.Output.secret(
+        pulumi.Output.all(
+            service_url,
+            api_key,
+            store.bucket,
+            store.endpoint,
+            store.access_key_id,
+            store.secret_access_key,
+            store.region,
+            store.session_token or "",
+        ).apply(build)
+    )

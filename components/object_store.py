@@ -33,8 +33,7 @@ class ObjectStoreArgs:
 
 
 class ObjectStore(pulumi.ComponentResource):
-    def __init__(self, name: str, args: ObjectStoreArgs,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: ObjectStoreArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE, name, {}, opts)
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
@@ -47,10 +46,14 @@ class ObjectStore(pulumi.ComponentResource):
         if args.backend == "supabase":
             if args.supabase_ref is None:
                 raise pulumi.RunError("objectStore=supabase needs database=supabase")
-            bucket = SupabaseBucket(f"{name}-supabase", ref=args.supabase_ref,
-                                    bucket=bucket_name, drop_data=s.drop_data_on_destroy,
-                                    access_token=s.require_secret("supabaseAccessToken"),
-                                    opts=child)
+            bucket = SupabaseBucket(
+                f"{name}-supabase",
+                ref=args.supabase_ref,
+                bucket=bucket_name,
+                drop_data=s.drop_data_on_destroy,
+                access_token=s.require_secret("supabaseAccessToken"),
+                opts=child,
+            )
             self.endpoint = bucket.endpoint
             self.region = s.s3_region or s.region or "us-east-1"
             # Supabase's session-token S3 auth (ref / anon key / service-role JWT), unless the
@@ -65,37 +68,54 @@ class ObjectStore(pulumi.ComponentResource):
         elif args.backend == "r2":
             import pulumi_cloudflare as cloudflare
 
-            bucket = cloudflare.R2Bucket(f"{name}-r2", account_id=s.cloudflare_account_id,
-                                         name=bucket_name, opts=keep)
+            bucket = cloudflare.R2Bucket(
+                f"{name}-r2", account_id=s.cloudflare_account_id, name=bucket_name, opts=keep
+            )
             self.bucket = bucket.name
             self.endpoint = pulumi.Output.from_input(
-                f"https://{s.cloudflare_account_id}.r2.cloudflarestorage.com")
+                f"https://{s.cloudflare_account_id}.r2.cloudflarestorage.com"
+            )
             self.region = s.s3_region or "auto"
             if s.secret("s3AccessKeyId") is not None:  # the user's own R2 token, if given
                 self.access_key_id = s.require_secret("s3AccessKeyId")
                 self.secret_access_key = s.require_secret("s3SecretAccessKey")
             else:
                 self.access_key_id, self.secret_access_key = r2_credentials(
-                    f"{name}-r2", s.cloudflare_account_id, bucket.name, child)
+                    f"{name}-r2", s.cloudflare_account_id, bucket.name, child
+                )
         elif args.backend == "b2":
-            bucket = B2Bucket(f"{name}-b2", bucket=bucket_name,
-                              key_id=s.require_secret("b2ApplicationKeyId"),
-                              application_key=s.require_secret("b2ApplicationKey"),
-                              drop_data=s.drop_data_on_destroy, opts=keep)
+            bucket = B2Bucket(
+                f"{name}-b2",
+                bucket=bucket_name,
+                key_id=s.require_secret("b2ApplicationKeyId"),
+                application_key=s.require_secret("b2ApplicationKey"),
+                drop_data=s.drop_data_on_destroy,
+                opts=keep,
+            )
             self.endpoint = bucket.endpoint
             self.region = s.s3_region or s.b2_region
             self.access_key_id = bucket.access_key_id
             self.secret_access_key = bucket.secret_access_key
         else:
-            server = LocalS3(f"{name}-local", state_dir=f"{s.local_state_dir}/{s.stack}/s3",
-                             bucket=bucket_name, port=s.local_s3_port,
-                             drop_data=s.drop_data_on_destroy, opts=child)
+            server = LocalS3(
+                f"{name}-local",
+                state_dir=f"{s.local_state_dir}/{s.stack}/s3",
+                bucket=bucket_name,
+                port=s.local_s3_port,
+                drop_data=s.drop_data_on_destroy,
+                opts=child,
+            )
             self.endpoint = server.endpoint
             self.access_key_id = server.access_key_id
             self.secret_access_key = server.secret_access_key
         self.access_key_id = pulumi.Output.secret(self.access_key_id)
         self.secret_access_key = pulumi.Output.secret(self.secret_access_key)
         self.sysroot = pulumi.Output.concat("s3://", self.bucket, "/metaflow")
-        self.register_outputs({"bucket": self.bucket, "endpoint": self.endpoint,
-                               "access_key_id": self.access_key_id,
-                               "secret_access_key": self.secret_access_key})
+        self.register_outputs(
+            {
+                "bucket": self.bucket,
+                "endpoint": self.endpoint,
+                "access_key_id": self.access_key_id,
+                "secret_access_key": self.secret_access_key,
+            }
+        )

@@ -26,14 +26,20 @@ class QuotaGuardArgs:
 
 
 class QuotaGuard(pulumi.ComponentResource):
-    def __init__(self, name: str, args: QuotaGuardArgs,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: QuotaGuardArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE, name, {}, opts)
         self.scope = args.scope
-        self.limits = QuotaLimits(f"{name}-limits", dsn=args.database_url, scope=args.scope,
-                                  max_requests=args.max_requests,
-                                  max_egress_bytes=args.max_egress_bytes,
-                                  opts=pulumi.ResourceOptions(parent=self))
-        self.summary = {"scope": args.scope, "max_requests_per_month": args.max_requests,
-                        "max_egress_bytes_per_month": args.max_egress_bytes}
+        self.limits = QuotaLimits(
+            f"{name}-limits",
+            dsn=args.database_url,
+            scope=args.scope,
+            max_requests=args.max_requests,
+            max_egress_bytes=args.max_egress_bytes,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.summary = {
+            "scope": args.scope,
+            "max_requests_per_month": args.max_requests,
+            "max_egress_bytes_per_month": args.max_egress_bytes,
+        }
         self.register_outputs(self.summary)

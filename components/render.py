@@ -31,8 +31,13 @@ def start_command(deno: str = "deno", secrets_dir: str = SECRETS_DIR) -> list[st
 
 def container_env(database_url, api_key, quota_scope: str) -> dict:
     """The service's environment (values may be Outputs; the first two are secrets)."""
-    return {"HOST": "0.0.0.0", "PORT": PORT, "QUOTA_SCOPE": quota_scope,
-            "DATABASE_URL": database_url, "METADATA_API_KEY": api_key}
+    return {
+        "HOST": "0.0.0.0",
+        "PORT": PORT,
+        "QUOTA_SCOPE": quota_scope,
+        "DATABASE_URL": database_url,
+        "METADATA_API_KEY": api_key,
+    }
 
 
 def render_service(name, s, database_url, api_key, quota_scope, parent) -> pulumi.Output:
@@ -46,15 +51,21 @@ def render_service(name, s, database_url, api_key, quota_scope, parent) -> pulum
     if s.render_plan not in paid:
         raise pulumi.RunError(
             f"renderPlan={s.render_plan!r}: pulumi-render creates only {', '.join(paid)} "
-            "(Render's API creates no free instance); see docs/STACKS.md, neon-render")
+            "(Render's API creates no free instance); see docs/STACKS.md, neon-render"
+        )
     if not s.render_owner_id:
         raise pulumi.RunError("compute=render needs renderOwnerId (your Render workspace id)")
-    provider = render.Provider(f"{name}-render", api_key=s.require_secret("renderApiKey"),
-                               opts=pulumi.ResourceOptions(parent=parent))
+    provider = render.Provider(
+        f"{name}-render", api_key=s.require_secret("renderApiKey"), opts=pulumi.ResourceOptions(parent=parent)
+    )
     child = pulumi.ResourceOptions(parent=parent)
     bundle = local.Command(
-        f"{name}-deno-bundle", create="python -m mfs deno-bundle",  # no `dir`: see cloudflare_worker.py
-        triggers=[router_hash()], logging="stderr", opts=child)
+        f"{name}-deno-bundle",
+        create="python -m mfs deno-bundle",  # no `dir`: see cloudflare_worker.py
+        triggers=[router_hash()],
+        logging="stderr",
+        opts=child,
+    )
     env = container_env(database_url, api_key, quota_scope)
     service = render.services.WebService(
         f"{name}-service",
@@ -70,8 +81,9 @@ def render_service(name, s, database_url, api_key, quota_scope, parent) -> pulum
             num_instances=1,
             health_check_path=HEALTH_PATH,
             env_specific_details=render.services.EnvSpecificDetailsCreateArgs(
-                docker_command=" ".join(start_command())),
+                docker_command=" ".join(start_command())
+            ),
         ),
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider,
-                                    additional_secret_outputs=["envVars"]))
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider, additional_secret_outputs=["envVars"]),
+    )
     return service.service_details.apply(lambda d: d.url)

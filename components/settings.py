@@ -16,8 +16,12 @@ import pulumi
 import yaml
 
 # the defaults are written once, in Pulumi.yaml (the CLI applies them too)
-DEFAULTS = {key: spec.get("default") for key, spec in yaml.safe_load(
-    (Path(__file__).resolve().parent.parent / "Pulumi.yaml").read_text())["config"].items()}
+DEFAULTS = {
+    key: spec.get("default")
+    for key, spec in yaml.safe_load((Path(__file__).resolve().parent.parent / "Pulumi.yaml").read_text())[
+        "config"
+    ].items()
+}
 
 # secret config key -> environment variable read when the key is unset
 SECRET_ENV = {
@@ -86,8 +90,7 @@ class Settings:
         value = self.secret(key)
         if value is None:
             raise pulumi.RunError(
-                f"missing secret {key}: run `pulumi config set --secret {key} ...` "
-                f"or set {SECRET_ENV[key]}"
+                f"missing secret {key}: run `pulumi config set --secret {key} ...` or set {SECRET_ENV[key]}"
             )
         return value
 

@@ -42,8 +42,12 @@ def cmd_quota(args) -> None:
     async def run():
         con = await asyncpg.connect(_dsn(args))
         try:
-            return await con.fetchval("select mfs_api.set_quota_limits($1, $2, $3)::text",
-                                      args.scope, args.max_requests, args.max_egress_bytes)
+            return await con.fetchval(
+                "select mfs_api.set_quota_limits($1, $2, $3)::text",
+                args.scope,
+                args.max_requests,
+                args.max_egress_bytes,
+            )
         finally:
             await con.close()
 
@@ -66,10 +70,16 @@ def cmd_local(args) -> None:
     """Embedded Postgres + migrations + router, and a Metaflow profile to use it."""
     from .local_service import LocalOptions, run
 
-    run(LocalOptions(data_dir=Path(args.data_dir).expanduser(), port=args.port,
-                     db_port=args.db_port, postgres=args.postgres,
-                     profile=None if args.no_profile else args.profile,
-                     ui_port=args.ui_port if args.ui else None))
+    run(
+        LocalOptions(
+            data_dir=Path(args.data_dir).expanduser(),
+            port=args.port,
+            db_port=args.db_port,
+            postgres=args.postgres,
+            profile=None if args.no_profile else args.profile,
+            ui_port=args.ui_port if args.ui else None,
+        )
+    )
 
 
 def cmd_retain(args) -> None:
@@ -151,8 +161,17 @@ def _expected_errors() -> tuple:
     from .ui.bundle import BundleError
     from .ui.config import ConfigError
 
-    return (MigrationError, PostgresUnavailable, LocalServiceError, BundleError, ConfigError, asyncpg.PostgresError,
-            OSError, RuntimeError, ValueError)
+    return (
+        MigrationError,
+        PostgresUnavailable,
+        LocalServiceError,
+        BundleError,
+        ConfigError,
+        asyncpg.PostgresError,
+        OSError,
+        RuntimeError,
+        ValueError,
+    )
 
 
 class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -166,12 +185,15 @@ class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
 
 def parser() -> argparse.ArgumentParser:
     fmt = _HelpWithDefaults
-    p = argparse.ArgumentParser(prog="python -m mfs", formatter_class=fmt,
-                                description="metaflow-serverless metadata service")
+    p = argparse.ArgumentParser(
+        prog="python -m mfs", formatter_class=fmt, description="metaflow-serverless metadata service"
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dsn_help = "Postgres URL (default: $DATABASE_URL, else $SUPABASE_DB_URL)"
-    for name, fn, helptext in [("migrate", cmd_migrate, "apply pending SQL migrations"),
-                               ("pending", cmd_pending, "list pending migrations, change nothing")]:
+    for name, fn, helptext in [
+        ("migrate", cmd_migrate, "apply pending SQL migrations"),
+        ("pending", cmd_pending, "list pending migrations, change nothing"),
+    ]:
         s = sub.add_parser(name, help=helptext, description=helptext, formatter_class=fmt)
         s.add_argument("dsn", nargs="?", help=dsn_help)
         s.add_argument("--sql-dir", default=str(SQL_DIR), help="folder of numbered .sql files")
@@ -186,50 +208,86 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("dsn", nargs="?", help=dsn_help)
     s.add_argument("--scope", default="default", help="quota scope (the router's QUOTA_SCOPE)")
     s.add_argument("--max-requests", type=int, help="requests per calendar month (UTC; default: unlimited)")
-    s.add_argument("--max-egress-bytes", type=int, help="response bytes per calendar month (UTC; default: unlimited)")
+    s.add_argument(
+        "--max-egress-bytes", type=int, help="response bytes per calendar month (UTC; default: unlimited)"
+    )
     s.set_defaults(fn=cmd_quota)
-    text = ("PostgreSQL + migrations + router on this machine, and a Metaflow profile "
-            "pointing at it; Ctrl-C (or closing the terminal) stops everything")
-    s = sub.add_parser("local", help="embedded Postgres + migrations + router, for a quick try",
-                       description=text, formatter_class=fmt)
+    text = (
+        "PostgreSQL + migrations + router on this machine, and a Metaflow profile "
+        "pointing at it; Ctrl-C (or closing the terminal) stops everything"
+    )
+    s = sub.add_parser(
+        "local",
+        help="embedded Postgres + migrations + router, for a quick try",
+        description=text,
+        formatter_class=fmt,
+    )
     s.add_argument("--port", type=int, default=8080, help="the router's port on 127.0.0.1")
     s.add_argument("--db-port", type=int, help="PostgreSQL's port (default: a free one)")
-    s.add_argument("--data-dir", default="~/.metaflow-serverless/local",
-                   help="where the database, the API key and the instance lock live")
-    s.add_argument("--postgres", choices=["auto", "pgserver", "debian"], default="auto",
-                   help="PostgreSQL build: the pgserver wheel's 16, Debian's postgresql-15, or "
-                        "auto (pgserver if installed)")
-    s.add_argument("--profile", default="local",
-                   help="Metaflow profile to write while running (METAFLOW_PROFILE=<name>)")
+    s.add_argument(
+        "--data-dir",
+        default="~/.metaflow-serverless/local",
+        help="where the database, the API key and the instance lock live",
+    )
+    s.add_argument(
+        "--postgres",
+        choices=["auto", "pgserver", "debian"],
+        default="auto",
+        help="PostgreSQL build: the pgserver wheel's 16, Debian's postgresql-15, or "
+        "auto (pgserver if installed)",
+    )
+    s.add_argument(
+        "--profile", default="local", help="Metaflow profile to write while running (METAFLOW_PROFILE=<name>)"
+    )
     s.add_argument("--no-profile", action="store_true", help="write no Metaflow profile")
     s.add_argument("--ui", action="store_true", help="also serve the Metaflow UI (python -m mfs ui)")
     s.add_argument("--ui-port", type=int, default=8083, help="the UI's port, with --ui")
     s.set_defaults(fn=cmd_local)
-    text = ("delete whole old runs (with their steps, tasks, metadata and artifacts, one run per "
-            "transaction); a running run and a run tagged --keep-tag are always kept")
-    s = sub.add_parser("retain", help="delete old runs to stay inside the database's size",
-                       description=text, formatter_class=fmt)
+    text = (
+        "delete whole old runs (with their steps, tasks, metadata and artifacts, one run per "
+        "transaction); a running run and a run tagged --keep-tag are always kept"
+    )
+    s = sub.add_parser(
+        "retain",
+        help="delete old runs to stay inside the database's size",
+        description=text,
+        formatter_class=fmt,
+    )
     s.add_argument("dsn", nargs="?", help=dsn_help)
     s.add_argument("--keep-days", type=int, help="delete runs older than this many days")
     s.add_argument("--keep-runs", type=int, help="keep only the newest N runs of each flow")
     s.add_argument("--keep-tag", default="keep", help="runs with this tag are never deleted ('' = none)")
     s.add_argument("--flow", help="only this flow (default: every flow)")
     s.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
-    s.add_argument("--datastore-root", help="also delete each run's folder under this local Metaflow "
-                                            "datastore root (METAFLOW_DATASTORE_SYSROOT_LOCAL); "
-                                            "shared artifact contents stay")
+    s.add_argument(
+        "--datastore-root",
+        help="also delete each run's folder under this local Metaflow "
+        "datastore root (METAFLOW_DATASTORE_SYSROOT_LOCAL); "
+        "shared artifact contents stay",
+    )
     s.set_defaults(fn=cmd_retain)
-    text = ("the official Metaflow UI on this machine, backed by the metadata service and datastore "
-            "of Metaflow's configuration (environment, else the profile); the API key stays here")
-    s = sub.add_parser("ui", help="serve the Metaflow UI locally over the service", description=text,
-                       formatter_class=fmt)
+    text = (
+        "the official Metaflow UI on this machine, backed by the metadata service and datastore "
+        "of Metaflow's configuration (environment, else the profile); the API key stays here"
+    )
+    s = sub.add_parser(
+        "ui", help="serve the Metaflow UI locally over the service", description=text, formatter_class=fmt
+    )
     s.add_argument("--port", type=int, default=8083, help="port to listen on")
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on (other than loopback: "
-                                                        "anyone who can reach it sees your runs)")
-    s.add_argument("--profile", help="Metaflow profile (config_<profile>.json; default: $METAFLOW_PROFILE, "
-                                     "else config.json)")
-    s.add_argument("--bundle", help="a local metaflow-ui-<version>.zip (default: $MFS_UI_BUNDLE, else the "
-                                    "pinned release, downloaded once into ~/.metaflow-serverless/ui)")
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (other than loopback: anyone who can reach it sees your runs)",
+    )
+    s.add_argument(
+        "--profile",
+        help="Metaflow profile (config_<profile>.json; default: $METAFLOW_PROFILE, else config.json)",
+    )
+    s.add_argument(
+        "--bundle",
+        help="a local metaflow-ui-<version>.zip (default: $MFS_UI_BUNDLE, else the "
+        "pinned release, downloaded once into ~/.metaflow-serverless/ui)",
+    )
     s.add_argument("--bundle-sha256", help="require this sha256 of the zip (default: $MFS_UI_BUNDLE_SHA256)")
     s.set_defaults(fn=cmd_ui)
     text = "build the router's Cloudflare Worker bundle (needs npm)"
@@ -240,15 +298,29 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("deno-bundle", help=text, description=text, formatter_class=fmt)
     s.add_argument("--output", "-o", help="file to write (default: print the bundle)")
     s.set_defaults(fn=cmd_deno_bundle)
-    text = ("wake a service that scaled to zero before a run: GET /healthcheck until it answers "
-            "(no API key, no database work)")
-    s = sub.add_parser("ping", help="wake the service before a run (Render free instances sleep)",
-                       description=text, formatter_class=fmt)
-    s.add_argument("url", nargs="?", help="service URL (default: $METAFLOW_SERVICE_URL, else the "
-                                          "profile $METAFLOW_PROFILE in $METAFLOW_HOME)")
+    text = (
+        "wake a service that scaled to zero before a run: GET /healthcheck until it answers "
+        "(no API key, no database work)"
+    )
+    s = sub.add_parser(
+        "ping",
+        help="wake the service before a run (Render free instances sleep)",
+        description=text,
+        formatter_class=fmt,
+    )
+    s.add_argument(
+        "url",
+        nargs="?",
+        help="service URL (default: $METAFLOW_SERVICE_URL, else the "
+        "profile $METAFLOW_PROFILE in $METAFLOW_HOME)",
+    )
     s.add_argument("--timeout", type=float, default=180, help="seconds to keep trying")
-    s.add_argument("--request-timeout", type=float, default=75,
-                   help="seconds one request may wait (a waking service holds it)")
+    s.add_argument(
+        "--request-timeout",
+        type=float,
+        default=75,
+        help="seconds one request may wait (a waking service holds it)",
+    )
     s.set_defaults(fn=cmd_ping)
     return p
 

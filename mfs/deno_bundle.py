@@ -20,7 +20,20 @@ RUN_FLAGS = ["run", "--no-remote", "--no-npm", "--allow-net", "--allow-env", "--
 
 
 def bundle(out_file: Path) -> Path:
-    subprocess.run([deno_binary(), "bundle", "--quiet", "--platform=deno", "--no-lock", "--no-config",
-                    "--minify", "--keep-names", f"--output={out_file}", ENTRY.name],
-                   cwd=ROUTER_DIR, check=True)
+    subprocess.run(
+        [
+            deno_binary(),
+            "bundle",
+            "--quiet",
+            "--platform=deno",
+            "--no-lock",
+            "--no-config",
+            "--minify",
+            "--keep-names",
+            f"--output={out_file}",
+            ENTRY.name,
+        ],
+        cwd=ROUTER_DIR,
+        check=True,
+    )
     return out_file

@@ -21,8 +21,14 @@ from typing import Optional
 
 import asyncpg
 
-from .postgres_binaries import (DEBIAN_BIN, PostgresUnavailable, as_user_kwargs, can_reach,  # noqa: F401
-                                pgserver_bin, runnable_bin_dir, server_user, shared_dir)
+from .postgres_binaries import (
+    PostgresUnavailable,
+    as_user_kwargs,
+    can_reach,
+    runnable_bin_dir,
+    server_user,
+    shared_dir,
+)
 from .aio import run_sync
 from .private_file import write_private
 from .processes import command_name, free_port, pid_alive
@@ -42,8 +48,14 @@ class LocalPostgres:
     """initdb (once) + pg_ctl start; `stop()` (or leaving the `with`) ends it. Without a
     data_dir the cluster lives in a temporary folder that stop() removes."""
 
-    def __init__(self, bin_dir: Path, data_dir: Optional[Path] = None, port: Optional[int] = None,
-                 password: str = "postgres", settings: Optional[dict] = None):
+    def __init__(
+        self,
+        bin_dir: Path,
+        data_dir: Optional[Path] = None,
+        port: Optional[int] = None,
+        password: str = "postgres",
+        settings: Optional[dict] = None,
+    ):
         if not (Path(bin_dir) / "pg_ctl").exists():
             raise PostgresUnavailable(f"no PostgreSQL binaries in {bin_dir}")
         self.user = server_user()
@@ -65,6 +77,7 @@ class LocalPostgres:
 
     def create_database(self, name: str) -> str:
         """Creates an empty database on this server and returns its URL."""
+
         async def create():
             con = await asyncpg.connect(self.dsn)
             try:
@@ -76,8 +89,9 @@ class LocalPostgres:
         return self.dsn.rsplit("/", 1)[0] + "/" + name
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(args, check=check, capture_output=True, text=True, cwd="/",
-                              **as_user_kwargs(self.user))
+        return subprocess.run(
+            args, check=check, capture_output=True, text=True, cwd="/", **as_user_kwargs(self.user)
+        )
 
     def _chown(self, path: Path) -> None:
         if self.user is not None:
@@ -95,7 +109,8 @@ class LocalPostgres:
         if (self.data_dir / "PG_VERSION").exists():
             raise PostgresStartError(
                 f"the {self.user.pw_name} user cannot reach {self.data_dir} (a parent folder is "
-                "private): move the data elsewhere or choose another --data-dir")
+                "private): move the data elsewhere or choose another --data-dir"
+            )
         key = hashlib.sha256(str(self.data_dir.absolute()).encode()).hexdigest()[:12]
         real = shared_dir() / "pgdata" / key
         real.parent.mkdir(parents=True, exist_ok=True)
@@ -127,8 +142,9 @@ class LocalPostgres:
         PostgresRunning (stop() it first to replace it)."""
         pid = self.running_pid()
         if pid:
-            raise PostgresRunning(f"PostgreSQL (pid {pid}) already serves {self.data_dir} on "
-                                  f"port {self.port}")
+            raise PostgresRunning(
+                f"PostgreSQL (pid {pid}) already serves {self.data_dir} on port {self.port}"
+            )
         try:
             self._place_data_dir()
             data = self.real_data_dir
@@ -146,9 +162,19 @@ class LocalPostgres:
             pwfile = write_private(Path(tmp) / "pw", self.password)
             self._chown(Path(tmp))
             self._chown(pwfile)
-            res = self._run(str(self.bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
-                            "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync",
-                            check=False)
+            res = self._run(
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                check=False,
+            )
         if res.returncode != 0:
             detail = (res.stderr.strip().splitlines() or ["no output"])[-1]
             raise PostgresStartError(f"initdb failed in {data}: {detail}")
@@ -156,11 +182,22 @@ class LocalPostgres:
     def resume(self) -> None:
         """Start (again) the server on the same data folder and port."""
         data = self.real_data_dir
-        opts = " ".join([f"-p {self.port}", f"-k {data}"]
-                        + [f"-c {k}={v}" for k, v in self.settings.items()])
+        opts = " ".join([f"-p {self.port}", f"-k {data}"] + [f"-c {k}={v}" for k, v in self.settings.items()])
         log = data / "server.log"
-        res = self._run(str(self.bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(log),
-                        "-w", "-t", "60", "start", check=False)
+        res = self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            opts,
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+            check=False,
+        )
         if res.returncode != 0:
             tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
             why = " / ".join(tail) or res.stderr.strip() or f"pg_ctl exited with {res.returncode}"
@@ -180,8 +217,18 @@ class LocalPostgres:
     def _pg_ctl_stop(self, mode: str) -> None:
         data = self.real_data_dir
         if (data / "postmaster.pid").exists():
-            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "-t", "60",
-                      "stop", check=False)
+            self._run(
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-m",
+                mode,
+                "-w",
+                "-t",
+                "60",
+                "stop",
+                check=False,
+            )
 
     def stop(self) -> None:
         """Fast shutdown (rolls back open work), whoever started the server; a temporary data

@@ -54,7 +54,7 @@ class LocalOptions:
     db_port: Optional[int] = None
     postgres: str = "auto"
     profile: Optional[str] = "local"  # None: write no profile
-    ui_port: Optional[int] = None     # also serve the Metaflow UI (mfs ui) on this port
+    ui_port: Optional[int] = None  # also serve the Metaflow UI (mfs ui) on this port
 
 
 def _say(out: Callable[[str], None], text: str) -> None:
@@ -73,8 +73,10 @@ def _lock(state: Path):
         handle.close()
         info = _read_state(state)
         where = f" at {info['url']} (pid {info['pid']})" if info.get("url") else ""
-        raise LocalServiceError(f"mfs local is already running{where} on {state}: use it, or stop "
-                                "it first (Ctrl-C in its terminal)") from None
+        raise LocalServiceError(
+            f"mfs local is already running{where} on {state}: use it, or stop "
+            "it first (Ctrl-C in its terminal)"
+        ) from None
     return handle
 
 
@@ -116,19 +118,28 @@ def _is_mfs_ui(pid: int) -> bool:
 def _start_ui(port: int, service_url: str, key: str, log: Path) -> subprocess.Popen:
     """`python -m mfs ui` for this service (local datastore: Metaflow's default, the working
     folder's .metaflow, unless METAFLOW_DATASTORE_SYSROOT_LOCAL says otherwise)."""
-    env = {**os.environ, "METAFLOW_DEFAULT_METADATA": "service", "METAFLOW_SERVICE_URL": service_url,
-           "METAFLOW_SERVICE_AUTH_KEY": key}
+    env = {
+        **os.environ,
+        "METAFLOW_DEFAULT_METADATA": "service",
+        "METAFLOW_SERVICE_URL": service_url,
+        "METAFLOW_SERVICE_AUTH_KEY": key,
+    }
     env.setdefault("METAFLOW_DEFAULT_DATASTORE", "local")
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "mfs", "ui", "--port", str(port)], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mfs", "ui", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_port(port, 120, proc.pid)
     except (RuntimeError, TimeoutError):
         stop_process(proc)
         said = log.read_text(errors="replace").strip().splitlines()
-        raise LocalServiceError(f"the Metaflow UI did not start: {said[-1] if said else 'no output'} "
-                                f"(log: {log})") from None
+        raise LocalServiceError(
+            f"the Metaflow UI did not start: {said[-1] if said else 'no output'} (log: {log})"
+        ) from None
     except BaseException:
         stop_process(proc)
         raise
@@ -141,12 +152,14 @@ def _check_port_free(port: int) -> None:
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
-            raise LocalServiceError(f"port {port} is in use by another program: choose another "
-                                    "with --port") from None
+            raise LocalServiceError(
+                f"port {port} is in use by another program: choose another with --port"
+            ) from None
 
 
 def run(opts: LocalOptions, out: Callable[[str], None] = print) -> None:
     """Runs until a stop signal or the router's exit; everything started is stopped on return."""
+
     def on_signal(signum, _frame):
         raise Stopped(signal.Signals(signum).name)
 
@@ -170,27 +183,47 @@ def run(opts: LocalOptions, out: Callable[[str], None] = print) -> None:
         _say(out, f"starting PostgreSQL ({bin_dir}) with data in {pg.data_dir} ...")
         pg.start()
         if pg.data_dir.is_symlink():
-            _say(out, f"  (its files are in {pg.real_data_dir}: as root the server runs as "
-                      f"{pg.user.pw_name}, who cannot enter a private home)")
+            _say(
+                out,
+                f"  (its files are in {pg.real_data_dir}: as root the server runs as "
+                f"{pg.user.pw_name}, who cannot enter a private home)",
+            )
         apply(pg.dsn, SQL_DIR, progress=lambda m: _say(out, "  " + m))
         _say(out, f"starting the router on port {opts.port} ...")
         router = start_router(pg.dsn, key, opts.port)
         url = f"http://127.0.0.1:{opts.port}"
         if opts.profile:
-            values = {"METAFLOW_DEFAULT_METADATA": "service", "METAFLOW_SERVICE_URL": url,
-                      "METAFLOW_SERVICE_AUTH_KEY": key, "METAFLOW_DEFAULT_DATASTORE": "local"}
+            values = {
+                "METAFLOW_DEFAULT_METADATA": "service",
+                "METAFLOW_SERVICE_URL": url,
+                "METAFLOW_SERVICE_AUTH_KEY": key,
+                "METAFLOW_DEFAULT_DATASTORE": "local",
+            }
             paths = metaflow_profile.targets(opts.profile, write_default="never")
             profile = {"values": values, "files": metaflow_profile.write(values, paths)}
         if opts.ui_port:
             _say(out, f"starting the Metaflow UI on port {opts.ui_port} ...")
             ui = _start_ui(opts.ui_port, url, key, state / "ui.log")
-        write_private(state / STATE_FILE, json.dumps({
-            "pid": os.getpid(), "url": url, "router_pid": router.pid, "ui_pid": ui.pid if ui else None,
-            "postgres_pid": pg.running_pid(), "profile": profile}))
+        write_private(
+            state / STATE_FILE,
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "url": url,
+                    "router_pid": router.pid,
+                    "ui_pid": ui.pid if ui else None,
+                    "postgres_pid": pg.running_pid(),
+                    "profile": profile,
+                }
+            ),
+        )
         _say(out, f"\nready in {time.monotonic() - started:.1f}s. To run a flow against it:\n")
         if profile:
-            _say(out, f"  METAFLOW_PROFILE={opts.profile} python your_flow.py run"
-                      f"      # profile {paths[0]}\n\nor, without the profile:\n")
+            _say(
+                out,
+                f"  METAFLOW_PROFILE={opts.profile} python your_flow.py run"
+                f"      # profile {paths[0]}\n\nor, without the profile:\n",
+            )
         _say(out, "  export METAFLOW_DEFAULT_METADATA=service")
         _say(out, f"  export METAFLOW_SERVICE_URL={url}")
         _say(out, f"  export METAFLOW_SERVICE_AUTH_KEY=$(cat {key_file})")

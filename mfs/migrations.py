@@ -27,8 +27,9 @@ from .aio import run_sync
 from . import SQL_DIR
 
 DEFAULT_SQL_DIR = SQL_DIR
-LOCK_DDL = "create schema if not exists mfs; " \
-    "create table if not exists mfs.migration_lock (id int primary key)"
+LOCK_DDL = (
+    "create schema if not exists mfs; create table if not exists mfs.migration_lock (id int primary key)"
+)
 FILE_PATTERN = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 LEDGER_DDL = """
@@ -48,8 +49,9 @@ class MigrationError(RuntimeError):
 
 
 # A file's own BEGIN/COMMIT would end the runner's transaction and leave it half-applied.
-TRANSACTION_CONTROL = re.compile(r"^\s*(commit|rollback|begin\s*;|start\s+transaction|end\s+transaction)\b",
-                                 re.IGNORECASE | re.MULTILINE)
+TRANSACTION_CONTROL = re.compile(
+    r"^\s*(commit|rollback|begin\s*;|start\s+transaction|end\s+transaction)\b", re.IGNORECASE | re.MULTILINE
+)
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,7 @@ def local_migrations(sql_dir: Path = DEFAULT_SQL_DIR) -> list[Migration]:
         if path.suffix != ".sql":
             continue
         if not FILE_PATTERN.match(path.name):
-            raise MigrationError(
-                f"{path.name}: migration files must be named NNNN_lowercase_name.sql"
-            )
+            raise MigrationError(f"{path.name}: migration files must be named NNNN_lowercase_name.sql")
         data = path.read_bytes()
         control = TRANSACTION_CONTROL.search(data.decode("utf-8"))
         if control:
@@ -124,9 +124,7 @@ async def pending_migrations(dsn: str, sql_dir: Path = DEFAULT_SQL_DIR) -> list[
         await con.close()
 
 
-async def apply_migrations(
-    dsn: str, sql_dir: Path = DEFAULT_SQL_DIR, progress: Progress = None
-) -> list[str]:
+async def apply_migrations(dsn: str, sql_dir: Path = DEFAULT_SQL_DIR, progress: Progress = None) -> list[str]:
     """Apply every pending migration in order; returns the names applied (empty = no-op)."""
     files = local_migrations(sql_dir)
     say = progress or (lambda _msg: None)
@@ -149,7 +147,8 @@ async def apply_migrations(
                             await con.execute("select mfs.lock_down()")
                         await con.execute(
                             "insert into mfs.schema_migrations (name, checksum) values ($1, $2)",
-                            m.name, m.checksum,
+                            m.name,
+                            m.checksum,
                         )
                 except asyncpg.PostgresError as e:
                     raise MigrationError(
@@ -178,8 +177,12 @@ async def _lock(dsn: str) -> asyncpg.Connection:
             try:
                 await lock.execute(LOCK_DDL)
                 break
-            except (asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError,
-                    asyncpg.DuplicateTableError, asyncpg.DuplicateSchemaError):
+            except (
+                asyncpg.UniqueViolationError,
+                asyncpg.DuplicateObjectError,
+                asyncpg.DuplicateTableError,
+                asyncpg.DuplicateSchemaError,
+            ):
                 if attempt == 4:
                     raise
         await lock.execute("begin")
@@ -207,5 +210,3 @@ def apply(dsn: str, sql_dir: Path = DEFAULT_SQL_DIR, progress: Progress = None) 
 def pending(dsn: str, sql_dir: Path = DEFAULT_SQL_DIR) -> list[str]:
     """Synchronous `pending_migrations`."""
     return run_sync(pending_migrations(dsn, sql_dir))
-
-

@@ -35,7 +35,8 @@ def pgserver_bin() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise PostgresUnavailable(
             "the pgserver wheel is not installed: pip install pgserver, or use --postgres debian "
-            "(apt-get install postgresql-15)")
+            "(apt-get install postgresql-15)"
+        )
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
@@ -54,7 +55,8 @@ def find_bin_dir(build: str = "auto") -> Path:
     if (DEBIAN_BIN / "pg_ctl").exists():
         return DEBIAN_BIN
     raise PostgresUnavailable(
-        "no PostgreSQL binaries found: pip install pgserver, or apt-get install postgresql-15")
+        "no PostgreSQL binaries found: pip install pgserver, or apt-get install postgresql-15"
+    )
 
 
 def shared_dir() -> Path:
@@ -72,11 +74,16 @@ def server_user() -> Optional[pwd.struct_passwd]:
             return pwd.getpwnam(name)
         except KeyError:
             continue
-    res = subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin",
-                          "pgserver"], capture_output=True, text=True)
+    res = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", "pgserver"],
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
-        raise PostgresUnavailable("PostgreSQL cannot run as root and there is no 'postgres' user; "
-                                  f"creating one failed ({res.stderr.strip()}): run as another user")
+        raise PostgresUnavailable(
+            "PostgreSQL cannot run as root and there is no 'postgres' user; "
+            f"creating one failed ({res.stderr.strip()}): run as another user"
+        )
     return pwd.getpwnam("pgserver")
 
 
@@ -90,8 +97,7 @@ def can_reach(user: Optional[pwd.struct_passwd], path: Path, test: str = "-x") -
     user rather than guessing from modes, ACLs and mount options."""
     if user is None:
         return True
-    res = subprocess.run(["test", test, str(path)], cwd="/", capture_output=True,
-                         **as_user_kwargs(user))
+    res = subprocess.run(["test", test, str(path)], cwd="/", capture_output=True, **as_user_kwargs(user))
     return res.returncode == 0
 
 
@@ -164,6 +170,8 @@ def runnable_bin_dir(bin_dir: Path, user: Optional[pwd.struct_passwd]) -> Path:
             shutil.rmtree(work, ignore_errors=True)
     copied = cache / next(iter(sources)) / bin_dir.name
     if not can_reach(user, copied / "postgres"):
-        raise PostgresUnavailable(f"user {user.pw_name} cannot run {copied}/postgres: make "
-                                  f"{shared_dir()} traversable (chmod 755) or set MFS_SHARED_DIR")
+        raise PostgresUnavailable(
+            f"user {user.pw_name} cannot run {copied}/postgres: make "
+            f"{shared_dir()} traversable (chmod 755) or set MFS_SHARED_DIR"
+        )
     return copied

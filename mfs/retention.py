@@ -33,23 +33,36 @@ class Candidate:
         return f"{self.flow_id}/{self.run_id or self.run_number}"
 
 
-def plan(dsn: str, keep_days: Optional[int], keep_runs: Optional[int], keep_tag: Optional[str],
-         flow: Optional[str] = None) -> list[Candidate]:
+def plan(
+    dsn: str,
+    keep_days: Optional[int],
+    keep_runs: Optional[int],
+    keep_tag: Optional[str],
+    flow: Optional[str] = None,
+) -> list[Candidate]:
     """The runs the policy deletes, oldest first; changes nothing."""
+
     async def go():
         con = await asyncpg.connect(dsn)
         try:
-            rows = await con.fetch("select * from mfs.retention_candidates($1, $2, $3, $4)",
-                                   keep_days, keep_runs, keep_tag, flow)
+            rows = await con.fetch(
+                "select * from mfs.retention_candidates($1, $2, $3, $4)", keep_days, keep_runs, keep_tag, flow
+            )
         finally:
             await con.close()
-        return [Candidate(r["flow_id"], r["run_number"], r["run_id"], r["ts_epoch"], r["tasks"])
-                for r in rows]
+        return [
+            Candidate(r["flow_id"], r["run_number"], r["run_id"], r["ts_epoch"], r["tasks"]) for r in rows
+        ]
+
     return run_sync(go())
 
 
-def delete(dsn: str, runs: list[Candidate], datastore_root: Optional[Path] = None,
-           progress: Callable[[str], None] = print) -> dict:
+def delete(
+    dsn: str,
+    runs: list[Candidate],
+    datastore_root: Optional[Path] = None,
+    progress: Callable[[str], None] = print,
+) -> dict:
     """Deletes each run in its own transaction, saying so as it goes; returns the totals."""
     totals = {"runs": 0, "steps": 0, "tasks": 0, "metadata": 0, "artifacts": 0, "folders": 0}
 
@@ -59,8 +72,9 @@ def delete(dsn: str, runs: list[Candidate], datastore_root: Optional[Path] = Non
             started = time.monotonic()
             for i, run in enumerate(runs, 1):
                 async with con.transaction():
-                    counts = await con.fetchval("select mfs.delete_run($1, $2)::text",
-                                                run.flow_id, run.run_number)
+                    counts = await con.fetchval(
+                        "select mfs.delete_run($1, $2)::text", run.flow_id, run.run_number
+                    )
                 counts = json.loads(counts)
                 for key, n in counts.items():
                     totals[key] += n
@@ -68,11 +82,14 @@ def delete(dsn: str, runs: list[Candidate], datastore_root: Optional[Path] = Non
                 if datastore_root is not None and _remove_run_folder(datastore_root, run):
                     totals["folders"] += 1
                     folder = ", its datastore folder"
-                progress(f"[{i}/{len(runs)}] deleted {run.pathspec}: {counts['tasks']} tasks, "
-                         f"{counts['metadata']} metadata and {counts['artifacts']} artifact rows{folder} "
-                         f"({time.monotonic() - started:.1f}s)")
+                progress(
+                    f"[{i}/{len(runs)}] deleted {run.pathspec}: {counts['tasks']} tasks, "
+                    f"{counts['metadata']} metadata and {counts['artifacts']} artifact rows{folder} "
+                    f"({time.monotonic() - started:.1f}s)"
+                )
         finally:
             await con.close()
+
     run_sync(go())
     return totals
 

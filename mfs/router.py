@@ -32,13 +32,25 @@ def router_command() -> list[str]:
     return [deno_binary(), *DENO_FLAGS, str(ENTRY)]
 
 
-def start_router(database_url: str, api_key: str, port: int, quota_scope: str = "default",
-                 path_prefix: str = "", extra_env: Optional[dict] = None,
-                 stdout=None, stderr=None) -> subprocess.Popen:
+def start_router(
+    database_url: str,
+    api_key: str,
+    port: int,
+    quota_scope: str = "default",
+    path_prefix: str = "",
+    extra_env: Optional[dict] = None,
+    stdout=None,
+    stderr=None,
+) -> subprocess.Popen:
     """Start the router and wait until its health probe answers (or raise with its output)."""
     env = dict(os.environ)
-    env.update(DATABASE_URL=database_url, METADATA_API_KEY=api_key, PORT=str(port),
-               QUOTA_SCOPE=quota_scope, PATH_PREFIX=path_prefix)
+    env.update(
+        DATABASE_URL=database_url,
+        METADATA_API_KEY=api_key,
+        PORT=str(port),
+        QUOTA_SCOPE=quota_scope,
+        PATH_PREFIX=path_prefix,
+    )
     env.update(extra_env or {})
     proc = subprocess.Popen(router_command(), env=env, stdout=stdout, stderr=stderr)
     try:
@@ -49,8 +61,13 @@ def start_router(database_url: str, api_key: str, port: int, quota_scope: str = 
     return proc
 
 
-def wait_healthy(base_url: str, proc: Optional[subprocess.Popen] = None, timeout: float = 90,
-                 pid: Optional[int] = None, request_timeout: float = 2) -> None:
+def wait_healthy(
+    base_url: str,
+    proc: Optional[subprocess.Popen] = None,
+    timeout: float = 90,
+    pid: Optional[int] = None,
+    request_timeout: float = 2,
+) -> None:
     """Until GET /healthcheck answers 200; raises if the process (`proc` or `pid`) exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -16,6 +16,7 @@ from .router import deno_binary
 def route_table() -> tuple[dict, ...]:
     """Every entry of ROUTES in order: {method, pattern, op, query?, static?, ...}."""
     code = 'import { ROUTES } from "./routes.ts"; console.log(JSON.stringify(ROUTES));'
-    out = subprocess.run([deno_binary(), "eval", code], cwd=ROUTER_DIR, capture_output=True,
-                         text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [deno_binary(), "eval", code], cwd=ROUTER_DIR, capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     return tuple(json.loads(out))

@@ -28,18 +28,37 @@ def ensure_tools() -> None:
         return
     npm = shutil.which("npm")
     if not npm:
-        raise RuntimeError("the Worker bundle needs Node.js and npm (https://nodejs.org) to install esbuild and workerd")
-    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=WORKER_DIR, check=True,
-                   stdout=subprocess.DEVNULL)
+        raise RuntimeError(
+            "the Worker bundle needs Node.js and npm (https://nodejs.org) to install esbuild and workerd"
+        )
+    subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--silent"],
+        cwd=WORKER_DIR,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def bundle(out_file: Path) -> Path:
     """Bundles worker.ts and its imports (handler, routes, postgres.js for workerd) into one ES module."""
     ensure_tools()
-    subprocess.run([str(BIN / "esbuild"), "worker.ts", "--bundle", "--format=esm", "--platform=neutral",
-                    "--conditions=workerd,worker", "--main-fields=module,main", "--external:node:*",
-                    "--external:cloudflare:sockets", "--log-level=warning", f"--outfile={out_file}"],
-                   cwd=WORKER_DIR, check=True)
+    subprocess.run(
+        [
+            str(BIN / "esbuild"),
+            "worker.ts",
+            "--bundle",
+            "--format=esm",
+            "--platform=neutral",
+            "--conditions=workerd,worker",
+            "--main-fields=module,main",
+            "--external:node:*",
+            "--external:cloudflare:sockets",
+            "--log-level=warning",
+            f"--outfile={out_file}",
+        ],
+        cwd=WORKER_DIR,
+        check=True,
+    )
     return out_file
 
 
@@ -73,14 +92,32 @@ const router :Workerd.Worker = (
 class WorkerdRouter:
     """The Worker bundle served by a local workerd process (config with secrets in a 0700 dir, 0600 file)."""
 
-    def __init__(self, database_url: str, api_key: str, port: int, quota_scope: str = "default",
-                 path_prefix: str = "", stdout=None, stderr=None):
+    def __init__(
+        self,
+        database_url: str,
+        api_key: str,
+        port: int,
+        quota_scope: str = "default",
+        path_prefix: str = "",
+        stdout=None,
+        stderr=None,
+    ):
         self.dir = Path(tempfile.mkdtemp(prefix="mfs-workerd-"))
         bundle(self.dir / "worker.js")
         config = self.dir / "config.capnp"
-        write_private(config, workerd_config(self.dir / "worker.js", port, {
-            "DATABASE_URL": database_url, "METADATA_API_KEY": api_key,
-            "QUOTA_SCOPE": quota_scope, "PATH_PREFIX": path_prefix}))
+        write_private(
+            config,
+            workerd_config(
+                self.dir / "worker.js",
+                port,
+                {
+                    "DATABASE_URL": database_url,
+                    "METADATA_API_KEY": api_key,
+                    "QUOTA_SCOPE": quota_scope,
+                    "PATH_PREFIX": path_prefix,
+                },
+            ),
+        )
         self.command = [str(BIN / "workerd"), "serve", str(config)]
         self.url, self.key, self.port = f"http://127.0.0.1:{port}{path_prefix}", api_key, port
         self.stdout, self.stderr = stdout, stderr

@@ -19,7 +19,8 @@ import leftovers
 
 from testkit import Router, new_database  # importing testkit also puts the repo on sys.path
 from mfs import migrations  # noqa: E402
-from mfs.local_postgres import DEBIAN_BIN, LocalPostgres, pgserver_bin  # noqa: E402
+from mfs.local_postgres import LocalPostgres  # noqa: E402
+from mfs.postgres_binaries import DEBIAN_BIN, pgserver_bin  # noqa: E402
 
 
 def pytest_sessionstart(session):

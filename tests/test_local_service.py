@@ -30,8 +30,9 @@ def private_copy_of_pgserver(home: Path) -> Path:
     Python installed in root's private home. Returns its bin folder."""
     site = home / "lib" / "site-packages"
     original = pgserver_bin().parent  # .../site-packages/pgserver/pginstall
-    shutil.copytree(original, site / "pgserver" / "pginstall", symlinks=True,
-                    ignore=shutil.ignore_patterns("include"))
+    shutil.copytree(
+        original, site / "pgserver" / "pginstall", symlinks=True, ignore=shutil.ignore_patterns("include")
+    )
     libs = original.parent.parent / "pgserver.libs"
     if libs.is_dir():
         shutil.copytree(libs, site / "pgserver.libs", symlinks=True)
@@ -93,10 +94,15 @@ def local_env(tmp_path: Path) -> dict:
 
 
 def start_local(data_dir: Path, port: int, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mfs", "local", "--data-dir", str(data_dir),
-                             "--port", str(port)], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # signals reach only what the test sends
+    return subprocess.Popen(
+        [sys.executable, "-m", "mfs", "local", "--data-dir", str(data_dir), "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # signals reach only what the test sends
 
 
 def stop_everything(proc: subprocess.Popen, data_dir: Path) -> None:
@@ -137,18 +143,40 @@ def test_mfs_local_profile_second_instance_and_sighup(tmp_path):
         assert profile["METAFLOW_USER"] == "someone"  # a key that is not ours stays
 
         flow_env = {**env, "METAFLOW_PROFILE": "local"}
-        flow = subprocess.run([sys.executable, str(FLOW), "run"], env=flow_env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300)
+        flow = subprocess.run(
+            [sys.executable, str(FLOW), "run"],
+            env=flow_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert flow.returncode == 0, flow.stderr[-3000:]
-        read = subprocess.run([sys.executable, "-c", (
-            "from metaflow import Flow, namespace, get_metadata; namespace(None); "
-            "r = Flow('PulumiHelloFlow').latest_run; print(get_metadata(), r.successful, r.data.total)")],
-            env=flow_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        read = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                (
+                    "from metaflow import Flow, namespace, get_metadata; namespace(None); "
+                    "r = Flow('PulumiHelloFlow').latest_run; print(get_metadata(), r.successful, r.data.total)"
+                ),
+            ],
+            env=flow_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert read.stdout.split() == [f"service@{url}", "True", "14"], read.stderr[-2000:]
 
-        second = subprocess.run([sys.executable, "-m", "mfs", "local", "--data-dir", str(data_dir),
-                                 "--port", str(free_port())], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=60)
+        second = subprocess.run(
+            [sys.executable, "-m", "mfs", "local", "--data-dir", str(data_dir), "--port", str(free_port())],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert second.returncode != 0
         assert f"already running at {url}" in second.stderr
         assert "Traceback" not in second.stderr + second.stdout
@@ -198,13 +226,18 @@ def test_mfs_local_replaces_what_a_killed_instance_left_running(tmp_path):
 
         second = start_local(data_dir, port, env)
         out, lines = read_until(second, "Ctrl-C stops", 120)
-        assert f"stopping the PostgreSQL left running by an earlier mfs local (pid {left['postgres_pid']})" in out
+        assert (
+            f"stopping the PostgreSQL left running by an earlier mfs local (pid {left['postgres_pid']})"
+            in out
+        )
         assert f"stopping the router left running by an earlier mfs local (pid {left['router_pid']})" in out
         assert "another server might be running" not in out
         assert not pid_alive(left["postgres_pid"]) and not pid_alive(left["router_pid"])
         key = (data_dir / "api-key").read_text().strip()
-        assert requests.get(f"http://127.0.0.1:{port}/flows", headers={"x-api-key": key},
-                            timeout=10).status_code == 200
+        assert (
+            requests.get(f"http://127.0.0.1:{port}/flows", headers={"x-api-key": key}, timeout=10).status_code
+            == 200
+        )
         second.send_signal(signal.SIGTERM)
         assert second.wait(60) == 0
         assert "Traceback" not in drain(lines)
@@ -218,10 +251,27 @@ def test_mfs_local_says_in_one_line_when_postgres_cannot_start(tmp_path):
     with socket.socket() as busy:  # PostgreSQL's port taken by another program
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        res = subprocess.run([sys.executable, "-m", "mfs", "local", "--data-dir", str(tmp_path / "d"),
-                              "--port", str(free_port()), "--db-port", str(busy.getsockname()[1]),
-                              "--postgres", "debian"], cwd=ROOT, env=local_env(tmp_path),
-                             capture_output=True, text=True, timeout=120)
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mfs",
+                "local",
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--port",
+                str(free_port()),
+                "--db-port",
+                str(busy.getsockname()[1]),
+                "--postgres",
+                "debian",
+            ],
+            cwd=ROOT,
+            env=local_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert res.returncode != 0
     assert res.stderr.strip().splitlines()[-1].startswith("error: PostgreSQL did not start"), res.stderr
     assert "Traceback" not in res.stderr
@@ -235,9 +285,27 @@ def test_mfs_local_ui_serves_the_ui_over_the_local_service_and_stops_with_it(tmp
     assert UI_BUNDLE.exists(), f"the UI bundle fixture is missing: {UI_BUNDLE} (../shared of the repo)"
     env = {**local_env(tmp_path), "MFS_UI_BUNDLE": str(UI_BUNDLE), "MFS_UI_CACHE": str(tmp_path / "ui")}
     data_dir, port, ui_port = tmp_path / "local", free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mfs", "local", "--data-dir", str(data_dir), "--port",
-                             str(port), "--ui", "--ui-port", str(ui_port)], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mfs",
+            "local",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--ui",
+            "--ui-port",
+            str(ui_port),
+        ],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         out, lines = read_until(proc, "Ctrl-C stops", 180)
         assert f"The Metaflow UI: http://127.0.0.1:{ui_port}/" in out

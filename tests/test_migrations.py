@@ -30,7 +30,9 @@ def test_schema_facts_equal_the_official_schema(any_pg):
     migrations.apply(dsn)
     # Same lines per table; index lines are sorted by (implementation-defined) index name.
     assert sorted(facts(dsn)) == sorted(official_facts())
-    assert [l for l in facts(dsn) if l.startswith("##")] == [l for l in official_facts() if l.startswith("##")]
+    assert [l for l in facts(dsn) if l.startswith("##")] == [
+        l for l in official_facts() if l.startswith("##")
+    ]
 
 
 def test_reapply_is_a_no_op_and_pending_changes_nothing(any_pg):
@@ -59,7 +61,9 @@ def test_changed_applied_file_is_refused(empty_db, tmp_path):
 
 def test_two_runners_at_once_apply_each_migration_once(empty_db):
     async def both():
-        return await asyncio.gather(migrations.apply_migrations(empty_db), migrations.apply_migrations(empty_db))
+        return await asyncio.gather(
+            migrations.apply_migrations(empty_db), migrations.apply_migrations(empty_db)
+        )
 
     first, second = run_sync(both())
     names = [m.name for m in migrations.local_migrations()]
@@ -68,6 +72,7 @@ def test_two_runners_at_once_apply_each_migration_once(empty_db):
 
     async def ledger():
         import asyncpg
+
         con = await asyncpg.connect(empty_db)
         try:
             return await con.fetch("select name, count(*) n from mfs.schema_migrations group by name")
@@ -88,6 +93,7 @@ def test_failed_migration_leaves_the_previous_version(empty_db, tmp_path):
 
     async def table_exists():
         import asyncpg
+
         con = await asyncpg.connect(empty_db)
         try:
             return await con.fetchval("select to_regclass('public.half_done') is not null")
@@ -110,12 +116,19 @@ def test_what_a_later_migration_creates_is_locked_down_in_its_own_transaction(pg
     shutil.copytree(ROOT / "sql", sql)
     (sql / "0999_later_function.sql").write_text(
         "create function mfs.later() returns int language sql as $$ select 1 $$;\n"
-        "create table mfs.later_table (x int);\n")
+        "create table mfs.later_table (x int);\n"
+    )
     dsn = new_database(pg15)
     migrations.apply(dsn, sql)
-    q(dsn, "do $$ begin if not exists (select 1 from pg_roles where rolname = 'probe_role') "
-           "then create role probe_role; end if; end $$")
-    row = q(dsn, "select has_function_privilege('probe_role', 'mfs.later()', 'execute') f, "
-                 "has_table_privilege('probe_role', 'mfs.later_table', 'select') t, "
-                 "has_schema_privilege('probe_role', 'mfs', 'usage') s")[0]
+    q(
+        dsn,
+        "do $$ begin if not exists (select 1 from pg_roles where rolname = 'probe_role') "
+        "then create role probe_role; end if; end $$",
+    )
+    row = q(
+        dsn,
+        "select has_function_privilege('probe_role', 'mfs.later()', 'execute') f, "
+        "has_table_privilege('probe_role', 'mfs.later_table', 'select') t, "
+        "has_schema_privilege('probe_role', 'mfs', 'usage') s",
+    )[0]
     assert (row["f"], row["t"], row["s"]) == (False, False, False)

@@ -14,8 +14,14 @@ from testkit import ROOT
 
 
 def ping(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "mfs", "ping", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mfs", "ping", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_ping_waits_for_a_service_that_comes_up_later(migrated_db):
@@ -25,8 +31,9 @@ def test_ping_waits_for_a_service_that_comes_up_later(migrated_db):
     try:
         time.sleep(3)  # the service is "asleep": nothing listens
         assert waiting.poll() is None
-        router = start_router(migrated_db, secrets.token_urlsafe(16), port,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        router = start_router(
+            migrated_db, secrets.token_urlsafe(16), port, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         out, err = waiting.communicate(timeout=60)
         assert waiting.returncode == 0, err
         assert out.startswith(f"http://127.0.0.1:{port} is up (")

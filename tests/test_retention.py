@@ -17,43 +17,80 @@ def make_run(api, flow: str, age_days: float, tags=(), running=False) -> int:
     """A run with one step, two tasks, metadata and artifacts, `age_days` old."""
     u = api.base
     api.post(f"{u}/flows/{flow}", json={"user_name": "u"})
-    r = api.post(f"{u}/flows/{flow}/run", json={"user_name": "u", "tags": list(tags),
-                                                  "system_tags": ["user:u"]}).json()["run_number"]
+    r = api.post(
+        f"{u}/flows/{flow}/run", json={"user_name": "u", "tags": list(tags), "system_tags": ["user:u"]}
+    ).json()["run_number"]
     assert api.post(f"{u}/flows/{flow}/runs/{r}/steps/start/step", json={}).status_code == 200
     for _ in range(2):
         t = api.post(f"{u}/flows/{flow}/runs/{r}/steps/start/task", json={}).json()["task_id"]
         base = f"{u}/flows/{flow}/runs/{r}/steps/start/tasks/{t}"
-        assert api.post(base + "/metadata", json=[{"field_name": "attempt", "value": "0", "type": "attempt",
-                                                  "tags": ["attempt_id:0"]}]).status_code == 200
-        assert api.post(base + "/artifact", json=[{"name": "x", "location": "/l", "ds_type": "local",
-                                                  "sha": "s", "type": "metaflow.artifact",
-                                                  "content_type": "gzip+pickle-v2", "attempt_id": 0}]).status_code == 200
+        assert (
+            api.post(
+                base + "/metadata",
+                json=[{"field_name": "attempt", "value": "0", "type": "attempt", "tags": ["attempt_id:0"]}],
+            ).status_code
+            == 200
+        )
+        assert (
+            api.post(
+                base + "/artifact",
+                json=[
+                    {
+                        "name": "x",
+                        "location": "/l",
+                        "ds_type": "local",
+                        "sha": "s",
+                        "type": "metaflow.artifact",
+                        "content_type": "gzip+pickle-v2",
+                        "attempt_id": 0,
+                    }
+                ],
+            ).status_code
+            == 200
+        )
     now_ms = int(time.time() * 1000)
     heartbeat = int(time.time()) if running else int(time.time()) - 10 * 86400
-    q(api.dsn, "update runs_v3 set ts_epoch = $3, last_heartbeat_ts = $4 where flow_id = $1 and run_number = $2",
-      flow, r, now_ms - int(age_days * DAY_MS), heartbeat)
+    q(
+        api.dsn,
+        "update runs_v3 set ts_epoch = $3, last_heartbeat_ts = $4 where flow_id = $1 and run_number = $2",
+        flow,
+        r,
+        now_ms - int(age_days * DAY_MS),
+        heartbeat,
+    )
     return r
 
 
 def rows_of(dsn: str, flow: str, run: int) -> dict:
-    return {t: q(dsn, f"select count(*) from {t} where flow_id = $1 and run_number = $2", flow, run)[0][0]
-            for t in TABLES}
+    return {
+        t: q(dsn, f"select count(*) from {t} where flow_id = $1 and run_number = $2", flow, run)[0][0]
+        for t in TABLES
+    }
 
 
 def retain(dsn: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mfs", "retain", dsn, *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "mfs", "retain", dsn, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_retain_by_age_spares_running_and_kept_runs_and_touches_nothing_else(api, migrated_db, tmp_path):
     api.dsn = migrated_db
     ages = {"old": 40, "kept": 30, "old2": 25, "running": 20, "recent": 10, "new": 1}
-    runs = {name: make_run(api, "F", age, tags=("keep",) if name == "kept" else (),
-                           running=name == "running") for name, age in ages.items()}
+    runs = {
+        name: make_run(api, "F", age, tags=("keep",) if name == "kept" else (), running=name == "running")
+        for name, age in ages.items()
+    }
     other = make_run(api, "G", 100)  # another flow, restricted away with --flow
     before = {name: rows_of(migrated_db, "F", r) for name, r in runs.items()}
-    assert all(v == {"runs_v3": 1, "steps_v3": 1, "tasks_v3": 2, "metadata_v3": 2, "artifact_v3": 2}
-               for v in before.values())
+    assert all(
+        v == {"runs_v3": 1, "steps_v3": 1, "tasks_v3": 2, "metadata_v3": 2, "artifact_v3": 2}
+        for v in before.values()
+    )
 
     dry = retain(migrated_db, "--keep-days", "15", "--flow", "F", "--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -68,7 +105,10 @@ def test_retain_by_age_spares_running_and_kept_runs_and_touches_nothing_else(api
     (root / "F" / "data" / "ab").mkdir(parents=True)
     done = retain(migrated_db, "--keep-days", "15", "--flow", "F", "--datastore-root", str(root))
     assert done.returncode == 0, done.stderr
-    assert f"[1/2] deleted F/{runs['old']}: 2 tasks, 2 metadata and 2 artifact rows, its datastore folder" in done.stdout
+    assert (
+        f"[1/2] deleted F/{runs['old']}: 2 tasks, 2 metadata and 2 artifact rows, its datastore folder"
+        in done.stdout
+    )
     assert f"[2/2] deleted F/{runs['old2']}" in done.stdout
     assert "deleted 2 runs, 2 steps, 4 tasks, 4 metadata, 4 artifacts, 1 folders" in done.stdout
     after = {name: rows_of(migrated_db, "F", r) for name, r in runs.items()}

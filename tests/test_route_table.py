@@ -22,8 +22,12 @@ def test_each_operation_is_dispatched_in_sql_and_described_in_openapi(migrated_d
     static = {r["op"] for r in route_table() if r.get("static")}  # answered by the router itself
     assert sorted(op for op in ops - static if f"when '{op}'" not in dispatched) == []
     doc = yaml.safe_load(OPENAPI.read_text())
-    described = {op.get("operationId") for item in doc["paths"].values() for op in item.values()
-                 if isinstance(op, dict)}
+    described = {
+        op.get("operationId")
+        for item in doc["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict)
+    }
     assert sorted(ops - described) == []
 
 

@@ -12,8 +12,13 @@ from testkit import Router, q
 
 def make_task(api, flow="F", run_body=None):
     u = api.base
-    assert api.post(f"{u}/flows/{flow}", json={"user_name": "u", "system_tags": ["user:u"]}).status_code == 200
-    run = api.post(f"{u}/flows/{flow}/run", json=run_body or {"user_name": "u", "tags": ["t1"], "system_tags": ["user:u"]}).json()
+    assert (
+        api.post(f"{u}/flows/{flow}", json={"user_name": "u", "system_tags": ["user:u"]}).status_code == 200
+    )
+    run = api.post(
+        f"{u}/flows/{flow}/run",
+        json=run_body or {"user_name": "u", "tags": ["t1"], "system_tags": ["user:u"]},
+    ).json()
     r = run["run_number"]
     assert api.post(f"{u}/flows/{flow}/runs/{r}/steps/start/step", json={"user_name": "u"}).status_code == 200
     task = api.post(f"{u}/flows/{flow}/runs/{r}/steps/start/task", json={"user_name": "u"}).json()
@@ -29,8 +34,14 @@ def test_ping_answers_with_the_version_header(api):
 def test_health_probe_needs_no_key_but_everything_else_does(router, migrated_db):
     anon = requests.Session()
     assert anon.get(f"{router.url}/healthcheck").json()["status"] == "UP"
-    for method, path in [("GET", "/ping"), ("GET", "/flows"), ("POST", "/flows/X"), ("GET", "/usage"),
-                         ("PATCH", "/flows/X/runs/1/tag/mutate"), ("GET", "/nonexistent")]:
+    for method, path in [
+        ("GET", "/ping"),
+        ("GET", "/flows"),
+        ("POST", "/flows/X"),
+        ("GET", "/usage"),
+        ("PATCH", "/flows/X/runs/1/tag/mutate"),
+        ("GET", "/nonexistent"),
+    ]:
         for key in (None, "wrong-key", router.key + "x"):
             s = router.session(key)
             r = s.request(method, router.url + path, json={})
@@ -87,15 +98,30 @@ def test_metadata_and_artifacts_per_attempt(api):
     u = api.base
     r, t = make_task(api)
     base = f"{u}/flows/F/runs/{r}/steps/start/tasks/{t}"
-    md = [{"field_name": "attempt", "value": "0", "type": "attempt", "tags": ["attempt_id:0"]},
-          {"field_name": "foreach-stack", "value": [{"a": 1}], "type": "foreach-stack"}]
+    md = [
+        {"field_name": "attempt", "value": "0", "type": "attempt", "tags": ["attempt_id:0"]},
+        {"field_name": "foreach-stack", "value": [{"a": 1}], "type": "foreach-stack"},
+    ]
     assert api.post(f"{base}/metadata", json=md).status_code == 200
-    art = lambda a, sha: {"name": "x", "location": f"/ds/{sha}", "ds_type": "local", "sha": sha,
-                          "type": "metaflow.artifact", "content_type": "gzip+pickle-v4", "attempt_id": a}
-    assert api.post(f"{base}/artifact", json=[art(0, "s0"), {**art(0, "s0"), "name": "only0"}]).status_code == 200
+    art = lambda a, sha: {
+        "name": "x",
+        "location": f"/ds/{sha}",
+        "ds_type": "local",
+        "sha": sha,
+        "type": "metaflow.artifact",
+        "content_type": "gzip+pickle-v4",
+        "attempt_id": a,
+    }
+    assert (
+        api.post(f"{base}/artifact", json=[art(0, "s0"), {**art(0, "s0"), "name": "only0"}]).status_code
+        == 200
+    )
     assert api.get(f"{base}/artifacts/x").json()["sha"] == "s0"
     # attempt 1 starts: latest reads no longer show attempt 0's artifacts
-    api.post(f"{base}/metadata", json=[{"field_name": "attempt", "value": "1", "type": "attempt", "tags": ["attempt_id:1"]}])
+    api.post(
+        f"{base}/metadata",
+        json=[{"field_name": "attempt", "value": "1", "type": "attempt", "tags": ["attempt_id:1"]}],
+    )
     assert api.get(f"{base}/artifacts/x").status_code == 404
     api.post(f"{base}/artifact", json=[art(1, "s1")])
     assert api.get(f"{base}/artifacts/x").json()["sha"] == "s1"
@@ -114,11 +140,17 @@ def test_filtered_tasks(api):
     r, t = make_task(api)
     t2 = api.post(f"{u}/flows/F/runs/{r}/steps/start/task", json={}).json()["task_id"]
     for task, v in ((t, "apple"), (t2, "banana")):
-        api.post(f"{u}/flows/F/runs/{r}/steps/start/tasks/{task}/metadata",
-                 json=[{"field_name": "fruit", "value": v, "type": "x"}])
+        api.post(
+            f"{u}/flows/F/runs/{r}/steps/start/tasks/{task}/metadata",
+            json=[{"field_name": "fruit", "value": v, "type": "x"}],
+        )
     f = f"{u}/flows/F/runs/{r}/steps/start/filtered_tasks"
-    assert api.get(f, params={"metadata_field_name": "fruit", "pattern": "^(?:apple)$"}).json() == [f"F/{r}/start/{t}"]
-    assert api.get(f, params={"metadata_field_name": "fruit", "pattern": "an"}).json() == [f"F/{r}/start/{t2}"]
+    assert api.get(f, params={"metadata_field_name": "fruit", "pattern": "^(?:apple)$"}).json() == [
+        f"F/{r}/start/{t}"
+    ]
+    assert api.get(f, params={"metadata_field_name": "fruit", "pattern": "an"}).json() == [
+        f"F/{r}/start/{t2}"
+    ]
     assert len(api.get(f).json()) == 2
     bad = api.get(f, params={"metadata_field_name": "fruit", "pattern": "("})
     assert bad.status_code == 400 and "regular expression" in bad.json()["message"]
@@ -160,22 +192,25 @@ def test_cursor_pagination_is_opt_in_and_newest_first(api):
     assert api.get(f"{u}/flows/F/runs", params={"_cursor": "garbage"}).status_code == 400
 
 
-@pytest.mark.parametrize("method,path,body,status", [
-    ("POST", "/flows/F", "{not json", 400),
-    ("POST", "/flows/F", "[1,2]", 400),
-    ("POST", "/flows/F", json.dumps({"tags": "x"}), 400),
-    ("POST", "/flows/" + "x" * 300, "{}", 400),
-    ("POST", "/flows/F", "[" * 5000 + "]" * 5000, 400),
-    ("POST", "/flows/F", json.dumps({"user_name": "a\u0000b"}), 400),
-    ("POST", "/flows/F", '{"tags": ["\\ud800"]}', 400),          # lone surrogate: jsonb cannot hold it
-    ("POST", "/flows/F", '{"a\\u0000": 1}', 400),                # NUL in a key
-    ("POST", "/flows/F", b"\xef\xbb\xbf{}", 400),                 # byte-order mark is not JSON
-    ("GET", "/flows?_limit=%00", None, 400),                      # NUL in a query parameter
-    ("GET", "/flows/F/runs/1/steps/s/tasks/1/artifacts/x/attempt/abc", None, 400),
-    ("GET", "/no/such/route", None, 404),
-    ("DELETE", "/flows/F", None, 405),
-    ("POST", "/flows/F/runs/1/steps/s/tasks/1/metadata", json.dumps([{"value": "v"}]), 400),
-])
+@pytest.mark.parametrize(
+    "method,path,body,status",
+    [
+        ("POST", "/flows/F", "{not json", 400),
+        ("POST", "/flows/F", "[1,2]", 400),
+        ("POST", "/flows/F", json.dumps({"tags": "x"}), 400),
+        ("POST", "/flows/" + "x" * 300, "{}", 400),
+        ("POST", "/flows/F", "[" * 5000 + "]" * 5000, 400),
+        ("POST", "/flows/F", json.dumps({"user_name": "a\u0000b"}), 400),
+        ("POST", "/flows/F", '{"tags": ["\\ud800"]}', 400),  # lone surrogate: jsonb cannot hold it
+        ("POST", "/flows/F", '{"a\\u0000": 1}', 400),  # NUL in a key
+        ("POST", "/flows/F", b"\xef\xbb\xbf{}", 400),  # byte-order mark is not JSON
+        ("GET", "/flows?_limit=%00", None, 400),  # NUL in a query parameter
+        ("GET", "/flows/F/runs/1/steps/s/tasks/1/artifacts/x/attempt/abc", None, 400),
+        ("GET", "/no/such/route", None, 404),
+        ("DELETE", "/flows/F", None, 405),
+        ("POST", "/flows/F/runs/1/steps/s/tasks/1/metadata", json.dumps([{"value": "v"}]), 400),
+    ],
+)
 def test_bad_input_gets_a_json_4xx(api, method, path, body, status):
     r = api.request(method, api.base + path, data=body)
     assert r.status_code == status, r.text
@@ -206,16 +241,23 @@ def test_usage_route_counts_this_month(api):
     assert usage["requests"] == 3 and usage["egress_bytes"] > 0 and usage["month"] and usage["resets_at"]
 
 
-@pytest.mark.parametrize("path,says", [
-    ("/flows/%ZZ", "percent-encoding"),
-    ("/usage/%2e", "'.'"),            # a URL parser would silently resolve these to /usage
-    ("/flows/F/runs/%2E%2e/steps", "'..'"),
-    ("/flows/F/./runs", "'.'"),
-    ("/usage/", "empty"),
-    ("/flows/..%2f..", "'/'"),         # an id with a '/' would break pathspecs             # no trailing-slash aliases (the official service has none)
-])
+@pytest.mark.parametrize(
+    "path,says",
+    [
+        ("/flows/%ZZ", "percent-encoding"),
+        ("/usage/%2e", "'.'"),  # a URL parser would silently resolve these to /usage
+        ("/flows/F/runs/%2E%2e/steps", "'..'"),
+        ("/flows/F/./runs", "'.'"),
+        ("/usage/", "empty"),
+        (
+            "/flows/..%2f..",
+            "'/'",
+        ),  # an id with a '/' would break pathspecs             # no trailing-slash aliases (the official service has none)
+    ],
+)
 def test_malformed_and_dot_segment_paths_are_400(router, path, says):
     import http.client
+
     con = http.client.HTTPConnection("127.0.0.1", router.port, timeout=10)
     con.request("GET", path, headers={"x-api-key": router.key})  # http.client sends the path untouched
     resp = con.getresponse()
@@ -226,7 +268,12 @@ def test_large_replies_are_gzipped_for_clients_that_accept_it(api):
     u = api.base
     assert api.post(f"{u}/flows/GzipFlow", json={"user_name": "u"}).status_code == 200
     for _ in range(20):
-        assert api.post(f"{u}/flows/GzipFlow/run", json={"user_name": "u", "system_tags": ["user:u"]}).status_code == 200
+        assert (
+            api.post(
+                f"{u}/flows/GzipFlow/run", json={"user_name": "u", "system_tags": ["user:u"]}
+            ).status_code
+            == 200
+        )
     plain = api.get(f"{u}/flows/GzipFlow/runs", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers and len(plain.content) >= 1024
     assert plain.headers["vary"] == "accept-encoding"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mfs.local_postgres import free_port
+from mfs.processes import free_port
 from testkit import Router, q
 from test_router_http import make_task
 
@@ -20,7 +20,7 @@ TRUNCATIONS = {
     "one byte of 100": ("Content-Length: 100\r\n", b"{"),
     "no byte of 100": ("Content-Length: 100\r\n", b""),
     "99 bytes of 100": ("Content-Length: 100\r\n", b"{" + b" " * 98),
-    "chunk cut short": ("Transfer-Encoding: chunked\r\n", b"64\r\n{\"a\""),
+    "chunk cut short": ("Transfer-Encoding: chunked\r\n", b'64\r\n{"a"'),
 }
 
 
@@ -29,8 +29,11 @@ def send_truncated(router, path: str, framing: str, body: bytes, half_close: boo
     listening (the reply is returned); otherwise close the socket at once (returns b"")."""
     c = socket.create_connection(("127.0.0.1", router.port), timeout=10)
     try:
-        c.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nx-api-key: {router.key}\r\n"
-                  f"Content-Type: application/json\r\n{framing}\r\n".encode() + body)
+        c.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nx-api-key: {router.key}\r\n"
+            f"Content-Type: application/json\r\n{framing}\r\n".encode()
+            + body
+        )
         if not half_close:
             return b""
         c.shutdown(socket.SHUT_WR)
@@ -59,13 +62,18 @@ def test_truncated_body_is_the_clients_fault(router, api, migrated_db, case, hal
     offset = len(router.log_text())
     framing, body = TRUNCATIONS[case]
     task = f"/flows/F/runs/{r}/steps/start/tasks/{t}"
-    replies = [send_truncated(router, task + "/heartbeat", framing, body, half_close),
-               send_truncated(router, task + "/metadata", framing, body, half_close)]
+    replies = [
+        send_truncated(router, task + "/heartbeat", framing, body, half_close),
+        send_truncated(router, task + "/metadata", framing, body, half_close),
+    ]
     lines = wait_for_lines(router, offset, "request body incomplete", 2)
     log = router.log_text()[offset:]
     assert len(lines) == 2, log
     # one line each; a client that is gone may be noticed in either order
-    assert sorted(re.search(r"op=(\w+)", line).group(1) for line in lines) == ["metadata_create", "task_heartbeat"], lines
+    assert sorted(re.search(r"op=(\w+)", line).group(1) for line in lines) == [
+        "metadata_create",
+        "task_heartbeat",
+    ], lines
     for line in lines:
         assert re.search(rf"{ISO} info op=\w+ request body incomplete", line), line
     assert "database unavailable" not in log and "internal error" not in log and " error " not in log, log
@@ -75,7 +83,9 @@ def test_truncated_body_is_the_clients_fault(router, api, migrated_db, case, hal
             assert head.startswith(b"HTTP/1.1 400 "), reply
             assert b'"message"' in payload and b"request body" in payload, reply
     # nothing was written, and the router still serves
-    assert q(migrated_db, "select last_heartbeat_ts, (select count(*) from metadata_v3) from tasks_v3") == before
+    assert (
+        q(migrated_db, "select last_heartbeat_ts, (select count(*) from metadata_v3) from tasks_v3") == before
+    )
     assert api.post(api.base + task + "/heartbeat", json={}).status_code == 200
 
 
@@ -94,5 +104,8 @@ def test_a_503_log_line_says_when_and_why():
     assert len(lines) == 2, log
     for line in lines:
         # when, how bad, which operation, and the driver's own code and message
-        assert re.search(rf"{ISO} error op=(flows_list|flow_create) database unavailable \(ECONNREFUSED: connect ECONNREFUSED 127\.0\.0\.1:\d+\)$", line), line
+        assert re.search(
+            rf"{ISO} error op=(flows_list|flow_create) database unavailable \(ECONNREFUSED: connect ECONNREFUSED 127\.0\.0\.1:\d+\)$",
+            line,
+        ), line
     assert "(unknown)" not in log and password not in log and closed not in log, log

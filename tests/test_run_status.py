@@ -24,6 +24,7 @@ def statuses(dsn: str, clock_s: int, cutoff: int | None = None) -> dict:
             return dict(rows)
         finally:
             await con.close()
+
     return run_sync(go())
 
 
@@ -35,9 +36,18 @@ def runs(migrated_db):
     cases = {  # run_id: (last_heartbeat_ts, [(step, field, value, ts_epoch ms)])
         "ok": (NOW - 10_000, [("end", "attempt", "0", MS - 5), ("end", "attempt_ok", "True", MS - 4)]),
         "failed-end": (NOW, [("end", "attempt", "0", MS - 5), ("end", "attempt_ok", "False", MS - 4)]),
-        "end-retrying": (NOW - 10_000, [("end", "attempt_ok", "False", MS - 4), ("end", "attempt", "1", MS - 3)]),
-        "retried-then-ok": (None, [("end", "attempt_ok", "False", MS - 4), ("end", "attempt", "1", MS - 3),
-                                   ("end", "attempt_ok", "True", MS - 2)]),
+        "end-retrying": (
+            NOW - 10_000,
+            [("end", "attempt_ok", "False", MS - 4), ("end", "attempt", "1", MS - 3)],
+        ),
+        "retried-then-ok": (
+            None,
+            [
+                ("end", "attempt_ok", "False", MS - 4),
+                ("end", "attempt", "1", MS - 3),
+                ("end", "attempt_ok", "True", MS - 2),
+            ],
+        ),
         "old-retry-row": (NOW, [("end", "attempt", "1", MS - 9), ("end", "attempt_ok", "False", MS - 4)]),
         "beat-at-cutoff": (NOW - 360, []),
         "beat-past-cutoff": (NOW - 361, []),
@@ -47,27 +57,40 @@ def runs(migrated_db):
         "unreadable-verdict": (NOW - 5, [("end", "attempt_ok", "maybe", MS - 4)]),
     }
     for i, (run_id, (hb, rows)) in enumerate(cases.items(), start=1):
-        q(dsn, "insert into runs_v3 (flow_id, run_number, run_id, ts_epoch, last_heartbeat_ts) values ('F', $1, $2, 1, $3)",
-          i, run_id, hb)
+        q(
+            dsn,
+            "insert into runs_v3 (flow_id, run_number, run_id, ts_epoch, last_heartbeat_ts) values ('F', $1, $2, 1, $3)",
+            i,
+            run_id,
+            hb,
+        )
         for step, field, value, ts in rows:
-            q(dsn, """insert into metadata_v3 (flow_id, run_number, step_name, task_id, field_name, value, type, ts_epoch)
-                      values ('F', $1, $2, 7, $3, $4, $3, $5)""", i, step, field, value, ts)
+            q(
+                dsn,
+                """insert into metadata_v3 (flow_id, run_number, step_name, task_id, field_name, value, type, ts_epoch)
+                      values ('F', $1, $2, 7, $3, $4, $3, $5)""",
+                i,
+                step,
+                field,
+                value,
+                ts,
+            )
     return dsn
 
 
 def test_the_status_rule(runs):
     assert statuses(runs, NOW) == {
-        "ok": "completed",                    # a verdict beats an old heartbeat
-        "failed-end": "failed",               # and a fresh one
-        "end-retrying": "running",            # the end step failed and is being retried
-        "retried-then-ok": "completed",       # the latest verdict counts
-        "old-retry-row": "failed",            # only an attempt after the failed verdict is a retry
+        "ok": "completed",  # a verdict beats an old heartbeat
+        "failed-end": "failed",  # and a fresh one
+        "end-retrying": "running",  # the end step failed and is being retried
+        "retried-then-ok": "completed",  # the latest verdict counts
+        "old-retry-row": "failed",  # only an attempt after the failed verdict is a retry
         "beat-at-cutoff": "running",
         "beat-past-cutoff": "failed",
-        "beat-from-the-future": "running",    # distance, not age: clock skew does not fail a run
+        "beat-from-the-future": "running",  # distance, not age: clock skew does not fail a run
         "no-heartbeat": "failed",
-        "other-step-failed": "running",       # only the end step's verdict counts
-        "unreadable-verdict": "running",      # no verdict: the heartbeat decides
+        "other-step-failed": "running",  # only the end step's verdict counts
+        "unreadable-verdict": "running",  # no verdict: the heartbeat decides
     }
 
 

@@ -10,8 +10,8 @@ def test_every_run_reply_has_the_verified_owner(api, migrated_db):
     bodies = {
         "alice": {"user_name": "alice", "system_tags": ["user:alice", "metaflow_version:2.12.0"]},
         None: {"user_name": "sfn-scheduler", "system_tags": ["runtime:step-functions"]},
-        "mismatch": {"user_name": "bob", "system_tags": ["user:carol"]},   # tag names someone else
-        "untagged": {"user_name": "dave", "tags": ["user:dave"]},         # a user tag is not proof
+        "mismatch": {"user_name": "bob", "system_tags": ["user:carol"]},  # tag names someone else
+        "untagged": {"user_name": "dave", "tags": ["user:dave"]},  # a user tag is not proof
         "nameless": {"system_tags": ["user:erin"]},
     }
     expected = {"alice": "alice", None: None, "mismatch": None, "untagged": None, "nameless": None}
@@ -21,8 +21,9 @@ def test_every_run_reply_has_the_verified_owner(api, migrated_db):
         assert reply.status_code == 200
         created[label] = reply.json()
         assert "user" in created[label] and created[label]["user"] == expected[label], (label, created[label])
-    chosen = api.post(f"{u}/flows/F/run", json={"run_number": "argo-1", "user_name": "frank",
-                                                 "system_tags": ["user:frank"]}).json()
+    chosen = api.post(
+        f"{u}/flows/F/run", json={"run_number": "argo-1", "user_name": "frank", "system_tags": ["user:frank"]}
+    ).json()
     assert chosen["user"] == "frank"
     expected_by_run = {r["run_number"]: expected[label] for label, r in created.items()}
     expected_by_run["argo-1"] = "frank"
@@ -40,5 +41,11 @@ def test_every_run_reply_has_the_verified_owner(api, migrated_db):
                 break
         assert seen == expected_by_run, params
     # a derived value: nothing new is stored
-    assert [c for (c,) in q(migrated_db, "select column_name from information_schema.columns "
-                                         "where table_name = 'runs_v3' and column_name = 'user'")] == []
+    assert [
+        c
+        for (c,) in q(
+            migrated_db,
+            "select column_name from information_schema.columns "
+            "where table_name = 'runs_v3' and column_name = 'user'",
+        )
+    ] == []

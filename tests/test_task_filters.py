@@ -11,11 +11,17 @@ from test_router_http import make_task
 def step_tasks(api, migrated_db):
     """Step start of run r with six tasks: ts_epoch 1000..6000, users a, b, a, b, a, none."""
     r, first = make_task(api)
-    ids = [first] + [api.post(f"{api.base}/flows/F/runs/{r}/steps/start/task", json={}).json()["task_id"]
-                     for _ in range(5)]
+    ids = [first] + [
+        api.post(f"{api.base}/flows/F/runs/{r}/steps/start/task", json={}).json()["task_id"] for _ in range(5)
+    ]
     for i, t in enumerate(ids):
-        q(migrated_db, "update tasks_v3 set ts_epoch = $2, user_name = $3 where task_id = $1",
-          t, 1000 * (i + 1), [None, "a", "b"][0 if i == 5 else 1 + i % 2])
+        q(
+            migrated_db,
+            "update tasks_v3 set ts_epoch = $2, user_name = $3 where task_id = $1",
+            t,
+            1000 * (i + 1),
+            [None, "a", "b"][0 if i == 5 else 1 + i % 2],
+        )
     return f"{api.base}/flows/F/runs/{r}/steps/start/tasks", ids
 
 
@@ -24,17 +30,20 @@ def ts(reply):
     return [t["ts_epoch"] for t in reply.json()]
 
 
-@pytest.mark.parametrize("params,expected", [
-    ({"ts_epoch:ge": "2000", "ts_epoch:le": "4000"}, [4000, 3000, 2000]),
-    ({"ts_epoch:gt": "5000"}, [6000]),
-    ({"ts_epoch:lt": "2000"}, [1000]),
-    ({"ts_epoch": "3000,5000"}, [5000, 3000]),
-    ({"user_name:eq": "a"}, [5000, 3000, 1000]),
-    ({"user_name": "b", "ts_epoch:ge": "3000"}, [4000]),
-    ({"user_name:ne": "a"}, [4000, 2000]),
-    ({"user_name:eq": "null"}, [6000]),
-    ({"whatever": "x"}, [6000, 5000, 4000, 3000, 2000, 1000]),
-])
+@pytest.mark.parametrize(
+    "params,expected",
+    [
+        ({"ts_epoch:ge": "2000", "ts_epoch:le": "4000"}, [4000, 3000, 2000]),
+        ({"ts_epoch:gt": "5000"}, [6000]),
+        ({"ts_epoch:lt": "2000"}, [1000]),
+        ({"ts_epoch": "3000,5000"}, [5000, 3000]),
+        ({"user_name:eq": "a"}, [5000, 3000, 1000]),
+        ({"user_name": "b", "ts_epoch:ge": "3000"}, [4000]),
+        ({"user_name:ne": "a"}, [4000, 2000]),
+        ({"user_name:eq": "null"}, [6000]),
+        ({"whatever": "x"}, [6000, 5000, 4000, 3000, 2000, 1000]),
+    ],
+)
 def test_task_filters(api, step_tasks, params, expected):
     url, _ = step_tasks
     reply = api.get(url, params=params)
@@ -46,7 +55,9 @@ def test_task_filters_page(api, step_tasks):
     url, ids = step_tasks
     seen, cursor = [], None
     while True:
-        page = api.get(url, params={"user_name:eq": "a,b", "_limit": 2, **({"_cursor": cursor} if cursor else {})})
+        page = api.get(
+            url, params={"user_name:eq": "a,b", "_limit": 2, **({"_cursor": cursor} if cursor else {})}
+        )
         seen += ts(page)
         cursor = page.headers.get("X-Next-Cursor")
         if not cursor:
@@ -56,15 +67,18 @@ def test_task_filters_page(api, step_tasks):
     assert "X-Next-Cursor" not in plain.headers and len(plain.json()) == 6
 
 
-@pytest.mark.parametrize("query,says", [
-    ("ts_epoch:ge=soon", "expected integer epoch milliseconds"),
-    ("ts_epoch:gt=", "needs a value"),
-    ("user_name:co=a", "unsupported filter user_name:co"),
-    ("task_name=x", "filtering on task_name is not supported"),
-    ("last_heartbeat_ts:ge=1", "filtering on last_heartbeat_ts is not supported"),
-    ("user_name=a&user_name=b", "more than once"),
-    ("status:eq=running", None),  # not a task filter: ignored
-])
+@pytest.mark.parametrize(
+    "query,says",
+    [
+        ("ts_epoch:ge=soon", "expected integer epoch milliseconds"),
+        ("ts_epoch:gt=", "needs a value"),
+        ("user_name:co=a", "unsupported filter user_name:co"),
+        ("task_name=x", "filtering on task_name is not supported"),
+        ("last_heartbeat_ts:ge=1", "filtering on last_heartbeat_ts is not supported"),
+        ("user_name=a&user_name=b", "more than once"),
+        ("status:eq=running", None),  # not a task filter: ignored
+    ],
+)
 def test_bad_task_filters(api, step_tasks, query, says):
     url, _ = step_tasks
     reply = api.get(f"{url}?{query}")

@@ -36,14 +36,22 @@ def test_real_metaflow_runs_through_the_worker(worker, migrated_db, tmp_path):
     env = metaflow_env(worker, tmp_path)
     run_flow(env, "foreach_flow.py", "run", "--n", "6", "--max-workers", "4")
     run_flow(env, "retry_flow.py", "run", "--with", "retry:times=1,minutes_between_retries=0")
-    got = client(env, """
+    got = client(
+        env,
+        """
         fe = Flow('ForeachFlow').latest_run
         t = Flow('RetryFlow').latest_run['flaky'].task
         print(json.dumps({'total': fe.data.total, 'ok': fe.successful, 'each': len(list(fe['each'])),
                           'latest': t['attempt_seen'].data, 'a0': Task(t.pathspec, attempt=0)['attempt_seen'].data}))
-    """)
+    """,
+    )
     assert got == {"total": sum(i * i for i in range(6)), "ok": True, "each": 6, "latest": 1, "a0": 0}
-    assert q(migrated_db, "select count(*) from tasks_v3 where flow_id = 'ForeachFlow' and step_name = 'each'")[0][0] == 6
+    assert (
+        q(migrated_db, "select count(*) from tasks_v3 where flow_id = 'ForeachFlow' and step_name = 'each'")[
+            0
+        ][0]
+        == 6
+    )
 
 
 def test_the_worker_runtime_gzips_large_replies(worker):

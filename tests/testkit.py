@@ -30,16 +30,16 @@ from mfs.router import start_router  # noqa: E402
 _db_counter = itertools.count()
 
 
-
-
 def q(dsn: str, sql: str, *args):
     """Runs one query on a database and returns its rows."""
+
     async def go():
         con = await asyncpg.connect(dsn)
         try:
             return await con.fetch(sql, *args)
         finally:
             await con.close()
+
     return run_sync(go())
 
 
@@ -63,8 +63,15 @@ class Router:
 
     def start(self) -> None:
         self._log = open(self.log_path, "ab")
-        self.proc = start_router(self.dsn, self.key, self.port, quota_scope=self.scope,
-                                 path_prefix=self.prefix, stdout=self._log, stderr=self._log)
+        self.proc = start_router(
+            self.dsn,
+            self.key,
+            self.port,
+            quota_scope=self.scope,
+            path_prefix=self.prefix,
+            stdout=self._log,
+            stderr=self._log,
+        )
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -114,8 +121,9 @@ def metaflow_env(router: Router, tmp_path: Path) -> dict:
 def read_until(proc: subprocess.Popen, needle: str, timeout: float) -> tuple[str, "queue.Queue"]:
     """Reads the process's output (in a thread) until `needle`; the queue gets the rest."""
     lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(l) for l in iter(proc.stdout.readline, "")] + [lines.put(None)],
-                     daemon=True).start()
+    threading.Thread(
+        target=lambda: [lines.put(l) for l in iter(proc.stdout.readline, "")] + [lines.put(None)], daemon=True
+    ).start()
     out, deadline = "", time.monotonic() + timeout
     while needle not in out:
         left = deadline - time.monotonic()
@@ -165,16 +173,27 @@ class RecordingProxy:
         async def handle(req: web.Request):
             body = await req.read()
             headers = {k: v for k, v in req.headers.items() if k.lower() not in ("host", "content-length")}
-            async with self.session.request(req.method, self.target + req.rel_url.path_qs,
-                                            data=body if body else None, headers=headers) as r:
+            async with self.session.request(
+                req.method, self.target + req.rel_url.path_qs, data=body if body else None, headers=headers
+            ) as r:
                 reply = await r.read()
-                self.records.append(dict(method=req.method, path=req.rel_url.path,
-                                         query=dict(req.rel_url.query), body=body.decode() or None,
-                                         status=r.status, reply=reply.decode(errors="replace"),
-                                         t=time.time()))
-                out_headers = {k: v for k, v in r.headers.items()
-                               if k.lower() not in ("content-length", "transfer-encoding", "content-encoding",
-                                                    "connection")}
+                self.records.append(
+                    dict(
+                        method=req.method,
+                        path=req.rel_url.path,
+                        query=dict(req.rel_url.query),
+                        body=body.decode() or None,
+                        status=r.status,
+                        reply=reply.decode(errors="replace"),
+                        t=time.time(),
+                    )
+                )
+                out_headers = {
+                    k: v
+                    for k, v in r.headers.items()
+                    if k.lower()
+                    not in ("content-length", "transfer-encoding", "content-encoding", "connection")
+                }
                 return web.Response(status=r.status, body=reply, headers=out_headers)
 
         async def main():

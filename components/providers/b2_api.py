@@ -16,8 +16,7 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import (CreateResult, DiffResult, ReadResult, Resource, ResourceProvider,
-                            UpdateResult)
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
 from .vendor_api import VendorApi
 
@@ -30,28 +29,44 @@ def _authorize(props):
     """(api client, account id, S3 endpoint) for the master key in `props`."""
     backoff = float(props.get("retry_backoff", 1.0))
     auth = VendorApi("", backoff=backoff).call(
-        "GET", props.get("auth_url") or AUTH_URL, "authorize",
-        auth=(props["key_id"], props["application_key"]))
+        "GET",
+        props.get("auth_url") or AUTH_URL,
+        "authorize",
+        auth=(props["key_id"], props["application_key"]),
+    )
     storage = auth["apiInfo"]["storageApi"]
-    api = VendorApi(storage["apiUrl"] + "/b2api/v3", backoff=backoff,
-                    headers={"Authorization": auth["authorizationToken"]})
+    api = VendorApi(
+        storage["apiUrl"] + "/b2api/v3",
+        backoff=backoff,
+        headers={"Authorization": auth["authorizationToken"]},
+    )
     return api, auth["accountId"], storage["s3ApiUrl"]
 
 
 def _bucket(api, account, name) -> Optional[dict]:
-    found = api.call("POST", "/b2_list_buckets", "list buckets",
-                     json={"accountId": account, "bucketName": name})["buckets"]
+    found = api.call(
+        "POST", "/b2_list_buckets", "list buckets", json={"accountId": account, "bucketName": name}
+    )["buckets"]
     return found[0] if found else None
 
 
 def _empty(api, bucket_id) -> None:
     start = {}
     while True:
-        page = api.call("POST", "/b2_list_file_versions", "list files",
-                        json={"bucketId": bucket_id, "maxFileCount": 1000, **start})
+        page = api.call(
+            "POST",
+            "/b2_list_file_versions",
+            "list files",
+            json={"bucketId": bucket_id, "maxFileCount": 1000, **start},
+        )
         for f in page["files"]:
-            api.call("POST", "/b2_delete_file_version", "delete file", absent_ok=True,
-                     json={"fileName": f["fileName"], "fileId": f["fileId"]})
+            api.call(
+                "POST",
+                "/b2_delete_file_version",
+                "delete file",
+                absent_ok=True,
+                json={"fileName": f["fileName"], "fileId": f["fileId"]},
+            )
         if not page.get("nextFileName"):
             return
         start = {"startFileName": page["nextFileName"], "startFileId": page.get("nextFileId")}
@@ -68,8 +83,9 @@ def _delete_key(api, key_id) -> None:
 class B2BucketProvider(ResourceProvider):
     def diff(self, _id, olds, news):
         replaces = [k for k in ("bucket",) if olds.get(k) != news.get(k)]
-        changed = replaces + [k for k in ("drop_data", "key_id", "application_key", "auth_url")
-                              if olds.get(k) != news.get(k)]
+        changed = replaces + [
+            k for k in ("drop_data", "key_id", "application_key", "auth_url") if olds.get(k) != news.get(k)
+        ]
         return DiffResult(changes=bool(changed), replaces=replaces)
 
     def create(self, props):
@@ -77,20 +93,44 @@ class B2BucketProvider(ResourceProvider):
         bucket = _bucket(api, account, props["bucket"])  # left by an interrupted create
         made = bucket is None
         if made:
-            bucket = api.call("POST", "/b2_create_bucket", "create bucket", json={
-                "accountId": account, "bucketName": props["bucket"], "bucketType": "allPrivate"})
+            bucket = api.call(
+                "POST",
+                "/b2_create_bucket",
+                "create bucket",
+                json={"accountId": account, "bucketName": props["bucket"], "bucketType": "allPrivate"},
+            )
         try:
-            key = api.call("POST", "/b2_create_key", "create key", json={
-                "accountId": account, "capabilities": CAPABILITIES,
-                "bucketId": bucket["bucketId"], "keyName": f"metaflow-{props['bucket']}"[:100]})
+            key = api.call(
+                "POST",
+                "/b2_create_key",
+                "create key",
+                json={
+                    "accountId": account,
+                    "capabilities": CAPABILITIES,
+                    "bucketId": bucket["bucketId"],
+                    "keyName": f"metaflow-{props['bucket']}"[:100],
+                },
+            )
         except BaseException:  # the bucket (empty: just made) must not be orphaned
             if made:
-                api.call("POST", "/b2_delete_bucket", "delete half-made bucket", absent_ok=True,
-                         json={"accountId": account, "bucketId": bucket["bucketId"]})
+                api.call(
+                    "POST",
+                    "/b2_delete_bucket",
+                    "delete half-made bucket",
+                    absent_ok=True,
+                    json={"accountId": account, "bucketId": bucket["bucketId"]},
+                )
             raise
-        return CreateResult(bucket["bucketId"], {
-            **props, "bucket_id": bucket["bucketId"], "endpoint": s3,
-            "access_key_id": key["applicationKeyId"], "secret_access_key": key["applicationKey"]})
+        return CreateResult(
+            bucket["bucketId"],
+            {
+                **props,
+                "bucket_id": bucket["bucketId"],
+                "endpoint": s3,
+                "access_key_id": key["applicationKeyId"],
+                "secret_access_key": key["applicationKey"],
+            },
+        )
 
     def read(self, id_, props):
         api, account, _ = _authorize(props)
@@ -105,8 +145,13 @@ class B2BucketProvider(ResourceProvider):
         api, account, _ = _authorize(props)
         if props.get("drop_data") and _bucket(api, account, props["bucket"]) is not None:
             _empty(api, id_)  # B2 refuses to delete a bucket that still holds files
-            api.call("POST", "/b2_delete_bucket", "delete bucket", absent_ok=True,
-                     json={"accountId": account, "bucketId": id_})
+            api.call(
+                "POST",
+                "/b2_delete_bucket",
+                "delete bucket",
+                absent_ok=True,
+                json={"accountId": account, "bucketId": id_},
+            )
         _delete_key(api, props["access_key_id"])
 
 
@@ -115,13 +160,30 @@ class B2Bucket(Resource, module="b2", name="Bucket"):
     access_key_id: pulumi.Output[str]
     secret_access_key: pulumi.Output[str]
 
-    def __init__(self, name: str, bucket, key_id, application_key, drop_data: bool = False,
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            additional_secret_outputs=["access_key_id", "secret_access_key"]))
-        super().__init__(B2BucketProvider(), name, {
-            "bucket": bucket, "drop_data": drop_data,
-            "key_id": pulumi.Output.secret(key_id),
-            "application_key": pulumi.Output.secret(application_key),
-            "bucket_id": None, "endpoint": None,
-            "access_key_id": None, "secret_access_key": None}, opts)
+    def __init__(
+        self,
+        name: str,
+        bucket,
+        key_id,
+        application_key,
+        drop_data: bool = False,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["access_key_id", "secret_access_key"])
+        )
+        super().__init__(
+            B2BucketProvider(),
+            name,
+            {
+                "bucket": bucket,
+                "drop_data": drop_data,
+                "key_id": pulumi.Output.secret(key_id),
+                "application_key": pulumi.Output.secret(application_key),
+                "bucket_id": None,
+                "endpoint": None,
+                "access_key_id": None,
+                "secret_access_key": None,
+            },
+            opts,
+        )

@@ -36,8 +36,9 @@ def _server(props, port: int = 0) -> Server:
     pwfile = state / "password"
     if not pwfile.exists():
         write_private(pwfile, secrets.token_urlsafe(24))
-    return Server(find_bin_dir("auto"), state / "data", port=port or None,
-                  password=pwfile.read_text().strip())
+    return Server(
+        find_bin_dir("auto"), state / "data", port=port or None, password=pwfile.read_text().strip()
+    )
 
 
 class LocalPostgresProvider(ResourceProvider):
@@ -59,9 +60,16 @@ class LocalPostgresProvider(ResourceProvider):
             server.stop()
         server.start()
         pid = server.running_pid()
-        return CreateResult(f"postgres-{pid}", {**props, "pid": pid, "port": server.port,
-                                                "url": server.dsn,
-                                                "data_dir": str(server.real_data_dir)})
+        return CreateResult(
+            f"postgres-{pid}",
+            {
+                **props,
+                "pid": pid,
+                "port": server.port,
+                "url": server.dsn,
+                "data_dir": str(server.real_data_dir),
+            },
+        )
 
     def delete(self, _id, props):
         if _state_dir(props).exists():
@@ -81,13 +89,25 @@ class LocalPostgres(Resource, module="mfs", name="LocalPostgres"):
     port: pulumi.Output[int]
     url: pulumi.Output[str]
 
-    def __init__(self, name: str, state_dir: str, port: int = 0, drop_data: bool = False,
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["url"]))
+    def __init__(
+        self,
+        name: str,
+        state_dir: str,
+        port: int = 0,
+        drop_data: bool = False,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["url"]))
         super().__init__(
-            LocalPostgresProvider(), name,
-            {"state_dir": state_dir, "port": port, "drop_data": drop_data,
-             "pid": None, "url": None, "data_dir": None},
+            LocalPostgresProvider(),
+            name,
+            {
+                "state_dir": state_dir,
+                "port": port,
+                "drop_data": drop_data,
+                "pid": None,
+                "url": None,
+                "data_dir": None,
+            },
             opts,
         )

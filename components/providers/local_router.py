@@ -32,9 +32,13 @@ class LocalRouterProvider(ResourceProvider):
 
     def create(self, props):
         port = int(props.get("port") or 0) or free_port()
-        env = {**os.environ, "DATABASE_URL": props["database_url"],
-               "METADATA_API_KEY": props["api_key"], "QUOTA_SCOPE": props["quota_scope"],
-               "PORT": str(port)}
+        env = {
+            **os.environ,
+            "DATABASE_URL": props["database_url"],
+            "METADATA_API_KEY": props["api_key"],
+            "QUOTA_SCOPE": props["quota_scope"],
+            "PORT": str(port),
+        }
         state = (REPO_ROOT / props["state_dir"]).resolve()
         pid = start_detached(router_command(), state / "router.log", env=env, cwd=str(REPO_ROOT))
         url = f"http://127.0.0.1:{port}"
@@ -56,12 +60,27 @@ class LocalRouter(Resource, module="mfs", name="LocalRouter"):
     pid: pulumi.Output[int]
     url: pulumi.Output[str]
 
-    def __init__(self, name: str, database_url, api_key, quota_scope: str, state_dir: str,
-                 port: int = 0, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self,
+        name: str,
+        database_url,
+        api_key,
+        quota_scope: str,
+        state_dir: str,
+        port: int = 0,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
         super().__init__(
-            LocalRouterProvider(), name,
-            {"database_url": pulumi.Output.secret(database_url),
-             "api_key": pulumi.Output.secret(api_key), "quota_scope": quota_scope,
-             "state_dir": state_dir, "port": port, "pid": None, "url": None},
+            LocalRouterProvider(),
+            name,
+            {
+                "database_url": pulumi.Output.secret(database_url),
+                "api_key": pulumi.Output.secret(api_key),
+                "quota_scope": quota_scope,
+                "state_dir": state_dir,
+                "port": port,
+                "pid": None,
+                "url": None,
+            },
             opts,
         )

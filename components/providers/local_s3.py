@@ -32,8 +32,13 @@ def _weed() -> str:
 def _make_bucket(endpoint: str, key: str, secret: str, bucket: str) -> None:
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key,
-                      aws_secret_access_key=secret, region_name="us-east-1")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+    )
     deadline = time.monotonic() + 60
     while True:  # the gateway listens before the filer has a volume to write to
         try:
@@ -68,20 +73,45 @@ class LocalS3Provider(ResourceProvider):
         key, secret = "mfs" + secrets.token_hex(8), secrets.token_urlsafe(30)
         config = state / "s3-identities.json"
         config.touch(mode=0o600)
-        config.write_text(json.dumps({"identities": [{
-            "name": "metaflow", "credentials": [{"accessKey": key, "secretKey": secret}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "metaflow",
+                            "credentials": [{"accessKey": key, "secretKey": secret}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
         port = int(props.get("port") or 0) or free_port()
-        p = {n: free_port() for n in ("master", "master_grpc", "volume", "volume_grpc",
-                                       "filer", "filer_grpc", "s3_grpc")}
+        p = {
+            n: free_port()
+            for n in ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3_grpc")
+        }
         argv = [
-            _weed(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={p['master']}", f"-master.port.grpc={p['master_grpc']}",
-            "-master.volumeSizeLimitMB=256", "-volume.max=16",
-            f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}",
-            "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
-            "-s3", f"-s3.port={port}", f"-s3.port.grpc={p['s3_grpc']}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
+            _weed(),
+            "server",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={p['master']}",
+            f"-master.port.grpc={p['master_grpc']}",
+            "-master.volumeSizeLimitMB=256",
+            "-volume.max=16",
+            f"-volume.port={p['volume']}",
+            f"-volume.port.grpc={p['volume_grpc']}",
+            "-filer",
+            f"-filer.port={p['filer']}",
+            f"-filer.port.grpc={p['filer_grpc']}",
+            "-s3",
+            f"-s3.port={port}",
+            f"-s3.port.grpc={p['s3_grpc']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.config={config}",
         ]
         pid = start_detached(argv, state / "seaweedfs.log", cwd=state)
         endpoint = f"http://127.0.0.1:{port}"
@@ -91,9 +121,17 @@ class LocalS3Provider(ResourceProvider):
         except Exception:
             stop_group(pid)
             raise
-        return CreateResult(f"seaweedfs-{pid}", {
-            **props, "pid": pid, "port": port, "endpoint": endpoint,
-            "access_key_id": key, "secret_access_key": secret})
+        return CreateResult(
+            f"seaweedfs-{pid}",
+            {
+                **props,
+                "pid": pid,
+                "port": port,
+                "endpoint": endpoint,
+                "access_key_id": key,
+                "secret_access_key": secret,
+            },
+        )
 
     def delete(self, _id, props):
         pid = int(props.get("pid") or 0)
@@ -109,13 +147,30 @@ class LocalS3(Resource, module="mfs", name="LocalS3"):
     access_key_id: pulumi.Output[str]
     secret_access_key: pulumi.Output[str]
 
-    def __init__(self, name: str, state_dir: str, bucket: str, port: int = 0,
-                 drop_data: bool = False, opts: Optional[pulumi.ResourceOptions] = None):
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            additional_secret_outputs=["access_key_id", "secret_access_key"]))
+    def __init__(
+        self,
+        name: str,
+        state_dir: str,
+        bucket: str,
+        port: int = 0,
+        drop_data: bool = False,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["access_key_id", "secret_access_key"])
+        )
         super().__init__(
-            LocalS3Provider(), name,
-            {"state_dir": state_dir, "bucket": bucket, "port": port, "drop_data": drop_data,
-             "pid": None, "endpoint": None, "access_key_id": None, "secret_access_key": None},
+            LocalS3Provider(),
+            name,
+            {
+                "state_dir": state_dir,
+                "bucket": bucket,
+                "port": port,
+                "drop_data": drop_data,
+                "pid": None,
+                "endpoint": None,
+                "access_key_id": None,
+                "secret_access_key": None,
+            },
             opts,
         )

@@ -21,8 +21,9 @@ from mfs import metaflow_profile
 
 
 def _apply(props) -> dict:
-    paths = metaflow_profile.targets(props["profile"], props.get("metaflow_home", ""),
-                                     props.get("write_default", "if-missing"))
+    paths = metaflow_profile.targets(
+        props["profile"], props.get("metaflow_home", ""), props.get("write_default", "if-missing")
+    )
     files = metaflow_profile.write(props["values"], paths)
     return {**props, "files": files, "config_json": json.dumps(props["values"], sort_keys=True)}
 
@@ -54,12 +55,21 @@ class MetaflowConfig(Resource, module="mfs", name="MetaflowConfig"):
     files: pulumi.Output[dict]
     config_json: pulumi.Output[str]
 
-    def __init__(self, name: str, profile: str, values, write_default: str = "if-missing",
-                 metaflow_home: str = "", opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self,
+        name: str,
+        profile: str,
+        values,
+        write_default: str = "if-missing",
+        metaflow_home: str = "",
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
         opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["files", "config_json"]))
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["files", "config_json"])
+        )
         super().__init__(
-            MetaflowConfigProvider(), name,
+            MetaflowConfigProvider(),
+            name,
             {
                 "profile": profile,
                 "values": pulumi.Output.secret(values),

@@ -21,8 +21,11 @@ def use_system_trust_store(dsn: str) -> None:
     query = parse_qs(urlsplit(dsn).query)
     if query.get("sslmode", [""])[0] not in ("verify-ca", "verify-full"):
         return
-    if "sslrootcert" in query or os.environ.get("PGSSLROOTCERT") or \
-            (Path.home() / ".postgresql" / "root.crt").exists():
+    if (
+        "sslrootcert" in query
+        or os.environ.get("PGSSLROOTCERT")
+        or (Path.home() / ".postgresql" / "root.crt").exists()
+    ):
         return
     cafile = ssl.get_default_verify_paths().cafile
     if not cafile:

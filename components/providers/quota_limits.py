@@ -25,8 +25,12 @@ def _write(props) -> dict:
         use_system_trust_store(props["dsn"])
         con = await asyncpg.connect(props["dsn"])
         try:
-            await con.execute("select mfs_api.set_quota_limits($1, $2, $3)", props["scope"],
-                              int(props["max_requests"]), int(props["max_egress_bytes"]))
+            await con.execute(
+                "select mfs_api.set_quota_limits($1, $2, $3)",
+                props["scope"],
+                int(props["max_requests"]),
+                int(props["max_egress_bytes"]),
+            )
         finally:
             await con.close()
 
@@ -37,8 +41,9 @@ def _write(props) -> dict:
 class QuotaLimitsProvider(ResourceProvider):
     def diff(self, _id, olds, news):
         replaces = ["scope"] if olds.get("scope") != news.get("scope") else []
-        changed = [k for k in ("dsn", "max_requests", "max_egress_bytes")
-                   if olds.get(k) != news.get(k)] + replaces
+        changed = [
+            k for k in ("dsn", "max_requests", "max_egress_bytes") if olds.get(k) != news.get(k)
+        ] + replaces
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
     def create(self, props):
@@ -52,11 +57,23 @@ class QuotaLimitsProvider(ResourceProvider):
 
 
 class QuotaLimits(Resource, module="mfs", name="QuotaLimits"):
-    def __init__(self, name: str, dsn, scope: str, max_requests: int, max_egress_bytes: int,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self,
+        name: str,
+        dsn,
+        scope: str,
+        max_requests: int,
+        max_egress_bytes: int,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
         super().__init__(
-            QuotaLimitsProvider(), name,
-            {"dsn": pulumi.Output.secret(dsn), "scope": scope,
-             "max_requests": max_requests, "max_egress_bytes": max_egress_bytes},
+            QuotaLimitsProvider(),
+            name,
+            {
+                "dsn": pulumi.Output.secret(dsn),
+                "scope": scope,
+                "max_requests": max_requests,
+                "max_egress_bytes": max_egress_bytes,
+            },
             opts,
         )

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import (CreateResult, DiffResult, ReadResult, Resource, ResourceProvider,
-                            UpdateResult)
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
 from ._util import REPO_ROOT, run_async
 from .pg_tls import use_system_trust_store
@@ -42,8 +41,11 @@ class SchemaMigrationsProvider(ResourceProvider):
     def diff(self, _id, olds, news):
         applied = set(olds.get("applied", []))
         pending = [n for n in news.get("migrations", []) if n not in applied]
-        changed_sums = [n for n, s in news.get("checksums", {}).items()
-                        if n in applied and olds.get("checksums", {}).get(n) != s]
+        changed_sums = [
+            n
+            for n, s in news.get("checksums", {}).items()
+            if n in applied and olds.get("checksums", {}).get(n) != s
+        ]
         diffs = []
         if pending or changed_sums:
             diffs.append("migrations")
@@ -89,8 +91,7 @@ def migration_inputs(sql_dir: str = "sql") -> dict:
     from mfs import migrations
 
     local = migrations.local_migrations(REPO_ROOT / sql_dir)
-    return {"migrations": [m.name for m in local],
-            "checksums": {m.name: m.checksum for m in local}}
+    return {"migrations": [m.name for m in local], "checksums": {m.name: m.checksum for m in local}}
 
 
 class SchemaMigrations(Resource, module="mfs", name="SchemaMigrations"):
@@ -98,10 +99,17 @@ class SchemaMigrations(Resource, module="mfs", name="SchemaMigrations"):
 
     applied: pulumi.Output[list]
 
-    def __init__(self, name: str, dsn, drop_on_destroy: bool = False, sql_dir: str = "sql",
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self,
+        name: str,
+        dsn,
+        drop_on_destroy: bool = False,
+        sql_dir: str = "sql",
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
         super().__init__(
-            SchemaMigrationsProvider(), name,
+            SchemaMigrationsProvider(),
+            name,
             {
                 "dsn": pulumi.Output.secret(dsn),
                 "sql_dir": sql_dir,

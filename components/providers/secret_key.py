@@ -28,6 +28,5 @@ class RandomSecret(Resource, module="mfs", name="RandomSecret"):
     value: pulumi.Output[str]
 
     def __init__(self, name: str, length: int = 32, opts: Optional[pulumi.ResourceOptions] = None):
-        opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["value"]))
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["value"]))
         super().__init__(RandomSecretProvider(), name, {"length": length, "value": None}, opts)

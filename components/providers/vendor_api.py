@@ -24,8 +24,16 @@ class VendorError(RuntimeError):
 
 
 class VendorApi:
-    def __init__(self, base: str, token: Optional[str] = None, *, timeout: float = 60,
-                 attempts: int = 5, backoff: float = 1.0, headers: Optional[dict] = None):
+    def __init__(
+        self,
+        base: str,
+        token: Optional[str] = None,
+        *,
+        timeout: float = 60,
+        attempts: int = 5,
+        backoff: float = 1.0,
+        headers: Optional[dict] = None,
+    ):
         import requests
 
         self.base = base.rstrip("/")
@@ -36,8 +44,7 @@ class VendorApi:
             self.session.headers["Authorization"] = f"Bearer {token}"
         self.session.headers.update(headers or {})
 
-    def call(self, method: str, path: str, what: str, *, absent_ok: bool = False,
-             **kwargs) -> Any:
+    def call(self, method: str, path: str, what: str, *, absent_ok: bool = False, **kwargs) -> Any:
         """The JSON answer (None when empty, or 404 with `absent_ok`); raises VendorError."""
         import requests
 
@@ -53,8 +60,7 @@ class VendorApi:
                 continue
             if resp.status_code == 404 and absent_ok:
                 return None
-            retry = resp.status_code == 429 or (resp.status_code in RETRY_STATUS
-                                                and method in IDEMPOTENT)
+            retry = resp.status_code == 429 or (resp.status_code in RETRY_STATUS and method in IDEMPOTENT)
             if retry and attempt < self.attempts:
                 self._sleep(attempt, resp.headers.get("Retry-After"))
                 continue

@@ -197,8 +197,15 @@ function withDeadline<T>(call: Promise<T>, ms: number): Promise<T> {
 
 // Network errors that Deno raises by class name, without a code.
 const NETWORK_ERROR_NAMES = new Set([
-  "ConnectionRefused", "ConnectionReset", "ConnectionAborted", "NotConnected", "BrokenPipe",
-  "TimedOut", "UnexpectedEof", "AddrNotAvailable", "Interrupted",
+  "ConnectionRefused",
+  "ConnectionReset",
+  "ConnectionAborted",
+  "NotConnected",
+  "BrokenPipe",
+  "TimedOut",
+  "UnexpectedEof",
+  "AddrNotAvailable",
+  "Interrupted",
 ]);
 
 /** Errors that mean "the database is not reachable right now": the client retries 503. */
@@ -273,9 +280,12 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
           const field = name.split(":", 1)[0];
           if (route.filterFields.includes(field) && !accepted.includes(name)) {
             const supported = accepted.filter((n) => n.split(":", 1)[0] === field);
-            throw new HttpError(400, supported.length
-              ? `unsupported filter ${name}: use ${supported.join(", ")}`
-              : `filtering on ${field} is not supported here`);
+            throw new HttpError(
+              400,
+              supported.length
+                ? `unsupported filter ${name}: use ${supported.join(", ")}`
+                : `filtering on ${field} is not supported here`,
+            );
           }
         }
       }
@@ -307,7 +317,9 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
       }
       if (isUnavailable(err)) {
         log("error", `op=${op} database unavailable (${describeError(err)})`);
-        return errorResponse(503, "the metadata database is unavailable; retry shortly", { "retry-after": "2" });
+        return errorResponse(503, "the metadata database is unavailable; retry shortly", {
+          "retry-after": "2",
+        });
       }
       log("error", `op=${op} internal error (${describeError(err)})`);
       return errorResponse(500, `internal error (${code || "no code"}); nothing was changed`);

@@ -17,14 +17,28 @@ const PAGED = ["_limit", "_cursor"];
 // "null" matches a missing value). Supported here: these names exactly.
 const EQ_NE = (f: string) => [f, `${f}:eq`, `${f}:ne`];
 const COMPARE = (f: string) => [...EQ_NE(f), `${f}:lt`, `${f}:le`, `${f}:gt`, `${f}:ge`];
-const RUN_FILTERS = [...EQ_NE("status"), ...EQ_NE("user"), ...EQ_NE("user_name"), ...COMPARE("ts_epoch"),
-  "_tags", "_tags:any", "_tags:all"];
+const RUN_FILTERS = [
+  ...EQ_NE("status"),
+  ...EQ_NE("user"),
+  ...EQ_NE("user_name"),
+  ...COMPARE("ts_epoch"),
+  "_tags",
+  "_tags:any",
+  "_tags:all",
+];
 const TASK_FILTERS = [...EQ_NE("user_name"), ...COMPARE("ts_epoch")];
 const RUN = "/flows/:flow_id/runs/:run_number";
 // UI lists page by number (_page), as the UI does
 const UI_PAGED = ["_limit", "_page"];
-const UI_RUNS_QUERY = [...UI_PAGED, "_order", "_group", "_group_limit", ...EQ_NE("flow_id"), ...EQ_NE("run_number"),
-  ...RUN_FILTERS];
+const UI_RUNS_QUERY = [
+  ...UI_PAGED,
+  "_order",
+  "_group",
+  "_group_limit",
+  ...EQ_NE("flow_id"),
+  ...EQ_NE("run_number"),
+  ...RUN_FILTERS,
+];
 const STEP = `${RUN}/steps/:step_name`;
 const TASK = `${STEP}/tasks/:task_id`;
 
@@ -41,8 +55,19 @@ export const ROUTES: Route[] = [
     pattern: "/flows/:flow_id/runs",
     op: "runs_list",
     query: [...PAGED, ...RUN_FILTERS],
-    filterFields: ["status", "user", "user_name", "ts_epoch", "_tags", "flow_id", "run_number", "run_id",
-      "last_heartbeat_ts", "tags", "system_tags"],
+    filterFields: [
+      "status",
+      "user",
+      "user_name",
+      "ts_epoch",
+      "_tags",
+      "flow_id",
+      "run_number",
+      "run_id",
+      "last_heartbeat_ts",
+      "tags",
+      "system_tags",
+    ],
   },
   { method: "GET", pattern: RUN, op: "run_get" },
   { method: "POST", pattern: `${RUN}/heartbeat`, op: "run_heartbeat" },
@@ -85,7 +110,12 @@ export const ROUTES: Route[] = [
   { method: "GET", pattern: "/ui/runs", op: "ui_runs", query: UI_RUNS_QUERY },
   { method: "GET", pattern: `/ui${RUN}`, op: "ui_run" },
   { method: "GET", pattern: `/ui${RUN}/steps`, op: "ui_run_steps" },
-  { method: "GET", pattern: `/ui${RUN}/tasks`, op: "ui_run_tasks", query: [...UI_PAGED, "step_name", "task_id", "attempt_id"] },
+  {
+    method: "GET",
+    pattern: `/ui${RUN}/tasks`,
+    op: "ui_run_tasks",
+    query: [...UI_PAGED, "step_name", "task_id", "attempt_id"],
+  },
   {
     method: "GET",
     pattern: `/ui${RUN}/metadata`,
@@ -98,7 +128,12 @@ export const ROUTES: Route[] = [
     op: "ui_run_artifacts",
     query: [...UI_PAGED, "step_name", "task_id", "attempt_id", "name"],
   },
-  { method: "GET", pattern: "/ui/autocomplete/:kind", op: "ui_autocomplete", query: ["_limit", "contains", "flow_id", "run_number"] },
+  {
+    method: "GET",
+    pattern: "/ui/autocomplete/:kind",
+    op: "ui_autocomplete",
+    query: ["_limit", "contains", "flow_id", "run_number"],
+  },
 ];
 
 export type Match =

@@ -37,8 +37,9 @@ def _handler(stream: str):
         rows = [{"row": n, "timestamp": ts, "line": line} for n, (ts, line) in enumerate(lines)]
         if request.query.get("_order", "").startswith("-row"):
             rows = rows[::-1]
-        chunk = rows[(page - 1) * limit: page * limit] if page <= pages else []
+        chunk = rows[(page - 1) * limit : page * limit] if page <= pages else []
         return reply(request, chunk, page=page, has_next=page < pages, last=pages)
+
     logs.__name__ = f"logs_{stream}"
     return logs
 
@@ -51,9 +52,12 @@ def _download(stream: str):
             return error(404, "task or attempt not found")
         name = f"{stream}_{task['flow_id']}_{task['run_number']}_{task['step_name']}_{task['task_id']}-{task['attempt_id']}.txt"
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-        return web.Response(text="\n".join(line for _, line in lines) + ("\n" if lines else ""),
-                            content_type="text/plain",
-                            headers={"Content-Disposition": f"attachment;filename={safe}"})
+        return web.Response(
+            text="\n".join(line for _, line in lines) + ("\n" if lines else ""),
+            content_type="text/plain",
+            headers={"Content-Disposition": f"attachment;filename={safe}"},
+        )
+
     download.__name__ = f"download_{stream}"
     return download
 

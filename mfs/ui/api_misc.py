@@ -15,7 +15,11 @@ VERSION = "mfs-ui 1"
 
 async def features(request: web.Request):
     """FEATURE_* environment variables as booleans, as the official UI backend serves them."""
-    out = {k: v.lower() not in ("0", "false", "no", "") for k, v in os.environ.items() if k.startswith("FEATURE_")}
+    out = {
+        k: v.lower() not in ("0", "false", "no", "")
+        for k, v in os.environ.items()
+        if k.startswith("FEATURE_")
+    }
     return web.json_response(out)
 
 
@@ -56,6 +60,7 @@ def _autocomplete(kind: str, field: str):
         params.update({k: m[k] for k in ("flow_id", "run_number") if k in m})
         values = await request.app["service"].get(f"/ui/autocomplete/{kind}", params)
         return web.json_response({"status": 200, "data": values})
+
     handler.__name__ = f"autocomplete_{kind}"
     return handler
 

@@ -12,9 +12,31 @@ from .envelope import error, guarded, page_params, reply, service_page
 from .service import path_of
 
 # filters the home page sends that the service's /ui/runs applies (the rest is the UI's own)
-RUN_QUERY = ("_order", "_group", "_group_limit", "flow_id", "run_number", "status", "user", "user_name", "_tags",
-             "_tags:any", "_tags:all", "ts_epoch:ge", "ts_epoch:le", "ts_epoch:gt", "ts_epoch:lt", "ts_epoch",
-             "flow_id:eq", "flow_id:ne", "status:eq", "status:ne", "user:eq", "user:ne", "run_number:eq")
+RUN_QUERY = (
+    "_order",
+    "_group",
+    "_group_limit",
+    "flow_id",
+    "run_number",
+    "status",
+    "user",
+    "user_name",
+    "_tags",
+    "_tags:any",
+    "_tags:all",
+    "ts_epoch:ge",
+    "ts_epoch:le",
+    "ts_epoch:gt",
+    "ts_epoch:lt",
+    "ts_epoch",
+    "flow_id:eq",
+    "flow_id:ne",
+    "status:eq",
+    "status:ne",
+    "user:eq",
+    "user:ne",
+    "run_number:eq",
+)
 
 
 def run_path(request: web.Request) -> str:
@@ -53,7 +75,9 @@ async def runs(request: web.Request):
 
 @guarded
 async def flow_runs(request: web.Request):
-    data, page, has_next = await runs_page(request.app, {**request.query, "flow_id": request.match_info["flow_id"]})
+    data, page, has_next = await runs_page(
+        request.app, {**request.query, "flow_id": request.match_info["flow_id"]}
+    )
     return reply(request, data, page=page, has_next=has_next)
 
 
@@ -80,7 +104,9 @@ async def steps(request: web.Request):
     if request.query.get("_order", "").startswith("-"):
         rows.reverse()
     page, limit = page_params(request, 1000)
-    return reply(request, rows[(page - 1) * limit: page * limit], page=page, has_next=len(rows) > page * limit)
+    return reply(
+        request, rows[(page - 1) * limit : page * limit], page=page, has_next=len(rows) > page * limit
+    )
 
 
 @guarded
@@ -100,8 +126,9 @@ def metadata_filters(request: web.Request) -> dict:
 
 @guarded
 async def run_metadata(request: web.Request):
-    data, page, has_next = await service_page(request, "/ui" + run_path(request) + "/metadata",
-                                              metadata_filters(request), 1000)
+    data, page, has_next = await service_page(
+        request, "/ui" + run_path(request) + "/metadata", metadata_filters(request), 1000
+    )
     return reply(request, data, page=page, has_next=has_next)
 
 
@@ -113,11 +140,19 @@ async def run_artifacts(request: web.Request):
 
 
 async def parameters_task_artifacts(request: web.Request) -> list:
-    return await request.app["service"].get("/ui" + run_path(request) + "/artifacts", {"step_name": "_parameters"})
+    return await request.app["service"].get(
+        "/ui" + run_path(request) + "/artifacts", {"step_name": "_parameters"}
+    )
 
 
 def display(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
+    return (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, default=str)
+        if isinstance(value, (list, dict))
+        else str(value)
+    )
 
 
 @guarded
@@ -139,7 +174,9 @@ async def dag(request: web.Request):
     found = [a for a in await parameters_task_artifacts(request) if a["name"] == "_graph_info"]
     if not found:
         return error(404, "this run has no _graph_info artifact (yet)", "dag-not-found")
-    value, why = await request.app["datastore"].artifact_value_async(found[-1]["flow_id"], found[-1]["location"], found[-1].get("sha"))
+    value, why = await request.app["datastore"].artifact_value_async(
+        found[-1]["flow_id"], found[-1]["location"], found[-1].get("sha")
+    )
     if why:
         return error(500, f"the DAG of this run could not be read: {why}", "dag-unreadable")
     return reply(request, value)

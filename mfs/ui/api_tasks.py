@@ -31,7 +31,9 @@ async def task_rows(request: web.Request, params: dict, default_limit: int = 100
         params["step_name"] = q["step_name"]
     if q.get("attempt_id", "").isdigit():
         params["attempt_id"] = q["attempt_id"]
-    rows, page, has_next = await service_page(request, "/ui" + run_path(request) + "/tasks", params, default_limit)
+    rows, page, has_next = await service_page(
+        request, "/ui" + run_path(request) + "/tasks", params, default_limit
+    )
     rows = await settle_unknown(request.app, rows, read=q.get("postprocess") == "true")
     if q.get("_order", "").startswith("-"):
         rows.reverse()
@@ -52,8 +54,10 @@ async def step_tasks(request: web.Request):
 
 async def attempts_of(request: web.Request) -> list:
     m = request.match_info
-    rows = await request.app["service"].get("/ui" + run_path(request) + "/tasks",
-                                            {"step_name": m["step_name"], "task_id": m["task_id"], "_limit": 1000})
+    rows = await request.app["service"].get(
+        "/ui" + run_path(request) + "/tasks",
+        {"step_name": m["step_name"], "task_id": m["task_id"], "_limit": 1000},
+    )
     return await settle_unknown(request.app, rows)
 
 

@@ -59,12 +59,16 @@ def check_zip(zf: zipfile.ZipFile) -> None:
     total = 0
     for info in zf.infolist():
         if _safe_name(info.filename) is None:
-            raise BundleError(f"refusing the UI bundle: entry {info.filename!r} would be written outside its folder")
+            raise BundleError(
+                f"refusing the UI bundle: entry {info.filename!r} would be written outside its folder"
+            )
         if stat.S_ISLNK(info.external_attr >> 16):
             raise BundleError(f"refusing the UI bundle: entry {info.filename!r} is a symbolic link")
         total += info.file_size
     if total > MAX_BUNDLE_BYTES:
-        raise BundleError(f"refusing the UI bundle: it unpacks to {total} bytes (more than {MAX_BUNDLE_BYTES})")
+        raise BundleError(
+            f"refusing the UI bundle: it unpacks to {total} bytes (more than {MAX_BUNDLE_BYTES})"
+        )
     if "index.html" not in zf.namelist():
         raise BundleError("this zip is not a Metaflow UI build: it has no index.html at its top level")
 
@@ -112,13 +116,21 @@ def download(url: str, dest: Path, progress: Callable[[str], None] = print, time
                     raise BundleError(f"the UI bundle at {url} is larger than {MAX_BUNDLE_BYTES} bytes")
                 out.write(chunk)
     except (OSError, ValueError) as e:
-        raise BundleError(f"cannot download the Metaflow UI from {url} ({e}); on an offline machine "
-                          f"give a local zip with --bundle or MFS_UI_BUNDLE") from None
+        raise BundleError(
+            f"cannot download the Metaflow UI from {url} ({e}); on an offline machine "
+            f"give a local zip with --bundle or MFS_UI_BUNDLE"
+        ) from None
 
 
-def ensure(bundle_zip: Optional[str] = None, *, version: str = UI_VERSION, url: Optional[str] = None,
-           sha256: Optional[str] = None, root: Optional[Path] = None,
-           progress: Callable[[str], None] = print) -> Path:
+def ensure(
+    bundle_zip: Optional[str] = None,
+    *,
+    version: str = UI_VERSION,
+    url: Optional[str] = None,
+    sha256: Optional[str] = None,
+    root: Optional[Path] = None,
+    progress: Callable[[str], None] = print,
+) -> Path:
     """The folder of the unpacked UI: from bundle_zip (or $MFS_UI_BUNDLE) when given, else the
     cached release, downloaded on first use from url (default: the pinned release)."""
     root = root or cache_root()
@@ -144,10 +156,14 @@ def ensure(bundle_zip: Optional[str] = None, *, version: str = UI_VERSION, url: 
         download(url, tmp, progress)
         digest = sha256_of(tmp)
         if sha256 and digest != sha256:
-            raise BundleError(f"the UI bundle downloaded from {url} has sha256 {digest}, expected {sha256}: "
-                              f"not used (a changed or corrupted release)")
+            raise BundleError(
+                f"the UI bundle downloaded from {url} has sha256 {digest}, expected {sha256}: "
+                f"not used (a changed or corrupted release)"
+            )
         if not sha256:
-            progress(f"UI bundle sha256 {digest} (no checksum pinned: set MFS_UI_BUNDLE_SHA256 to require one)")
+            progress(
+                f"UI bundle sha256 {digest} (no checksum pinned: set MFS_UI_BUNDLE_SHA256 to require one)"
+            )
         return unpack(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -22,9 +22,9 @@ class ConfigError(ValueError):
 class UiConfig:
     service_url: str
     api_key: Optional[str]
-    datastore: str                      # "local" or "s3"
-    local_root: Optional[Path]          # the local datastore root (<sysroot>/.metaflow)
-    s3_root: Optional[str]              # s3://bucket/prefix
+    datastore: str  # "local" or "s3"
+    local_root: Optional[Path]  # the local datastore root (<sysroot>/.metaflow)
+    s3_root: Optional[str]  # s3://bucket/prefix
     s3_endpoint_url: Optional[str]
     card_local_root: Optional[Path]
     card_s3_root: Optional[str]
@@ -37,8 +37,10 @@ def _profile_values(profile: Optional[str]) -> dict:
     path = home / name
     if not path.exists():
         if profile:
-            raise ConfigError(f"Metaflow profile {profile!r} not found: {path} does not exist "
-                              f"(deploy a stack or run `python -m mfs local`, or set METAFLOW_SERVICE_URL)")
+            raise ConfigError(
+                f"Metaflow profile {profile!r} not found: {path} does not exist "
+                f"(deploy a stack or run `python -m mfs local`, or set METAFLOW_SERVICE_URL)"
+            )
         return {}
     text = path.read_text()
     try:
@@ -72,8 +74,10 @@ def load(profile: Optional[str] = None, environ: Optional[dict] = None) -> UiCon
 
     url = get("SERVICE_URL")
     if not url:
-        raise ConfigError("no metadata service configured: set METAFLOW_SERVICE_URL, or give --profile "
-                          "(a profile `mfs local` or a deployed stack wrote)")
+        raise ConfigError(
+            "no metadata service configured: set METAFLOW_SERVICE_URL, or give --profile "
+            "(a profile `mfs local` or a deployed stack wrote)"
+        )
     key = get("SERVICE_AUTH_KEY")
     headers = get("SERVICE_HEADERS")
     if not key and headers:
@@ -88,8 +92,15 @@ def load(profile: Optional[str] = None, environ: Optional[dict] = None) -> UiCon
     card_local = get("CARD_LOCALROOT")
     s3_root = get("DATASTORE_SYSROOT_S3")
     return UiConfig(
-        service_url=url.rstrip("/"), api_key=key, datastore=datastore, local_root=local_root,
-        s3_root=s3_root.rstrip("/") if s3_root else None, s3_endpoint_url=get("S3_ENDPOINT_URL"),
-        card_local_root=Path(card_local).expanduser() if card_local else (local_root / "mf.cards" if local_root else None),
+        service_url=url.rstrip("/"),
+        api_key=key,
+        datastore=datastore,
+        local_root=local_root,
+        s3_root=s3_root.rstrip("/") if s3_root else None,
+        s3_endpoint_url=get("S3_ENDPOINT_URL"),
+        card_local_root=Path(card_local).expanduser()
+        if card_local
+        else (local_root / "mf.cards" if local_root else None),
         card_s3_root=get("CARD_S3ROOT") or (f"{s3_root.rstrip('/')}/mf.cards" if s3_root else None),
-        profile=profile)
+        profile=profile,
+    )

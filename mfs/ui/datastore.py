@@ -37,10 +37,33 @@ def _component(v: str) -> str:
 
 class _SafeUnpickler(pickle.Unpickler):
     """Only plain data: an artifact of any other class is not shown (unpickling runs code)."""
-    ALLOWED = {("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes",
-                                         "bytearray", "int", "float", "bool", "complex", "slice")} | {
-        ("collections", "OrderedDict"), ("datetime", "datetime"), ("datetime", "date"),
-        ("datetime", "time"), ("datetime", "timedelta"), ("datetime", "timezone"), ("decimal", "Decimal")}
+
+    ALLOWED = {
+        ("builtins", n)
+        for n in (
+            "dict",
+            "list",
+            "tuple",
+            "set",
+            "frozenset",
+            "str",
+            "bytes",
+            "bytearray",
+            "int",
+            "float",
+            "bool",
+            "complex",
+            "slice",
+        )
+    } | {
+        ("collections", "OrderedDict"),
+        ("datetime", "datetime"),
+        ("datetime", "date"),
+        ("datetime", "time"),
+        ("datetime", "timedelta"),
+        ("datetime", "timezone"),
+        ("decimal", "Decimal"),
+    }
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
@@ -70,11 +93,12 @@ class Datastore:
     def _s3_client(self):
         if self._s3 is None:
             import boto3  # only S3 datastores need it
+
             self._s3 = boto3.client("s3", endpoint_url=self.config.s3_endpoint_url)
         return self._s3
 
     def _s3_read(self, url: str) -> Optional[bytes]:
-        bucket, _, key = url[len("s3://"):].partition("/")
+        bucket, _, key = url[len("s3://") :].partition("/")
         try:
             return self._s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
         except Exception as e:  # botocore's NoSuchKey and friends; a missing object reads as None
@@ -83,7 +107,7 @@ class Datastore:
             raise DatastoreError(502, f"S3 read failed ({type(e).__name__})") from None
 
     def _s3_list(self, prefix_url: str) -> list[str]:
-        bucket, _, prefix = prefix_url[len("s3://"):].partition("/")
+        bucket, _, prefix = prefix_url[len("s3://") :].partition("/")
         out = []
         for page in self._s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             out += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])]
@@ -166,8 +190,11 @@ class Datastore:
         if self.config.datastore == "s3":
             if not self.config.card_s3_root:
                 return []
-            return [u.rsplit("/", 1)[1] for u in self._s3_list(self.config.card_s3_root + "/" + "/".join(rel) + "/")
-                    if u.endswith(".html")]
+            return [
+                u.rsplit("/", 1)[1]
+                for u in self._s3_list(self.config.card_s3_root + "/" + "/".join(rel) + "/")
+                if u.endswith(".html")
+            ]
         try:
             folder = self._local_path(self.config.card_local_root, *rel)
         except DatastoreError:
@@ -178,7 +205,11 @@ class Datastore:
         flow, run, step, task = [_component(p) for p in pathspec]
         rel = [flow, "runs", run, "steps", step, "tasks", task, "cards", _component(name)]
         if self.config.datastore == "s3":
-            return self._s3_read(self.config.card_s3_root + "/" + "/".join(rel)) if self.config.card_s3_root else None
+            return (
+                self._s3_read(self.config.card_s3_root + "/" + "/".join(rel))
+                if self.config.card_s3_root
+                else None
+            )
         path = self._local_path(self.config.card_local_root, *rel)
         return path.read_bytes() if path.is_file() else None
 
@@ -193,7 +224,9 @@ def _parse_mflog(data: bytes):
         m = MFLOG.match(raw)
         if m:
             try:
-                dt = datetime.strptime(m.group(2).decode(), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+                dt = datetime.strptime(m.group(2).decode(), "%Y-%m-%dT%H:%M:%S.%f").replace(
+                    tzinfo=timezone.utc
+                )
                 last_ts = int(dt.timestamp() * 1000)
             except ValueError:
                 pass

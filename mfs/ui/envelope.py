@@ -27,8 +27,15 @@ def page_params(request: web.Request, default_limit: int, max_limit: int = 1000)
     return page, limit
 
 
-def reply(request: web.Request, data, *, page: int = 1, has_next: bool = False,
-          last: int | None = None, status: int = 200) -> web.Response:
+def reply(
+    request: web.Request,
+    data,
+    *,
+    page: int = 1,
+    has_next: bool = False,
+    last: int | None = None,
+    status: int = 200,
+) -> web.Response:
     query = dict(request.query)
     next_page = page + 1 if has_next else None
     prev_page = max(page - 1, 1)
@@ -50,8 +57,17 @@ def reply(request: web.Request, data, *, page: int = 1, has_next: bool = False,
 
 def error(status: int, message: str, id_: str = "error") -> web.Response:
     """An error as the official backend shapes it (the UI shows `detail`/`message`)."""
-    return web.json_response({"id": id_, "status": status, "title": message, "detail": message,
-                              "message": message, "traceback": None}, status=status)
+    return web.json_response(
+        {
+            "id": id_,
+            "status": status,
+            "title": message,
+            "detail": message,
+            "message": message,
+            "traceback": None,
+        },
+        status=status,
+    )
 
 
 def guarded(handler):
@@ -64,6 +80,7 @@ def guarded(handler):
             return await handler(request)
         except (ServiceError, DatastoreError) as e:
             return error(e.status, e.message)
+
     wrapped.__name__ = handler.__name__
     return wrapped
 

@@ -84,7 +84,8 @@ async def websocket(request: web.Request):
                     subs.pop(uuid).cancel()
                 since = m.get("since") if isinstance(m.get("since"), (int, float)) else None
                 subs[uuid] = asyncio.create_task(
-                    _poll(ws, app, uuid, m["resource"], since, app["ws_interval"]))
+                    _poll(ws, app, uuid, m["resource"], since, app["ws_interval"])
+                )
             elif kind == "UNSUBSCRIBE" and uuid in subs:
                 subs.pop(uuid).cancel()
     finally:

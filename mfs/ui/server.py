@@ -35,14 +35,19 @@ def inject_service(index_html: str, service: str = API_PREFIX) -> str:
 async def host_check(request: web.Request, handler):
     allowed = request.app["allowed_hosts"]
     if allowed is not None:
-        host = (request.host or "").rsplit(":", 1)[0] if not (request.host or "").startswith("[") else request.host.split("]")[0] + "]"
+        host = (
+            (request.host or "").rsplit(":", 1)[0]
+            if not (request.host or "").startswith("[")
+            else request.host.split("]")[0] + "]"
+        )
         if host not in allowed:
             return web.json_response({"message": f"host {request.host!r} is not served here"}, status=403)
     return await handler(request)
 
 
-def make_app(config: UiConfig, bundle_dir: Path, *, port: int, host: str = "127.0.0.1",
-             ws_interval: float = 3.0) -> web.Application:
+def make_app(
+    config: UiConfig, bundle_dir: Path, *, port: int, host: str = "127.0.0.1", ws_interval: float = 3.0
+) -> web.Application:
     app = web.Application(middlewares=[host_check])
     app["config"], app["port"], app["api_prefix"], app["ws_interval"] = config, port, API_PREFIX, ws_interval
     app["allowed_hosts"] = (LOCAL_NAMES | {host}) if host in LOCAL_NAMES else None
@@ -84,9 +89,11 @@ def make_app(config: UiConfig, bundle_dir: Path, *, port: int, host: str = "127.
     return app
 
 
-def serve(config: UiConfig, bundle_dir: Path, host: str = "127.0.0.1", port: int = 8083,
-          print_fn=print) -> None:
+def serve(
+    config: UiConfig, bundle_dir: Path, host: str = "127.0.0.1", port: int = 8083, print_fn=print
+) -> None:
     """Runs until SIGINT/SIGTERM/SIGHUP."""
+
     async def main():
         app = make_app(config, bundle_dir, port=port, host=host)
         runner = web.AppRunner(app, access_log=None)
@@ -94,12 +101,16 @@ def serve(config: UiConfig, bundle_dir: Path, host: str = "127.0.0.1", port: int
         site = web.TCPSite(runner, host, port)
         await site.start()
         shown = f"[{host}]" if ":" in host else host
-        print_fn(f"Metaflow UI on http://{shown}:{port}/ (metadata service {config.service_url}, "
-                 f"datastore {config.datastore}); Ctrl-C stops it", flush=True)
+        print_fn(
+            f"Metaflow UI on http://{shown}:{port}/ (metadata service {config.service_url}, "
+            f"datastore {config.datastore}); Ctrl-C stops it",
+            flush=True,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await runner.cleanup()
+
     asyncio.run(main())

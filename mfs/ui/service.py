@@ -46,14 +46,20 @@ class Service:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            raise ServiceError(503, f"the metadata service at {self.url} is unreachable ({type(e).__name__})") from None
+            raise ServiceError(
+                503, f"the metadata service at {self.url} is unreachable ({type(e).__name__})"
+            ) from None
         try:
             body = json.loads(text) if text else None
         except ValueError:
-            raise ServiceError(502, f"the metadata service answered {status} with a body that is not JSON") from None
+            raise ServiceError(
+                502, f"the metadata service answered {status} with a body that is not JSON"
+            ) from None
         if status >= 400:
             message = body.get("message") if isinstance(body, dict) else None
             if status == 401:
-                message = "the metadata service refused the API key (check METAFLOW_SERVICE_AUTH_KEY / the profile)"
+                message = (
+                    "the metadata service refused the API key (check METAFLOW_SERVICE_AUTH_KEY / the profile)"
+                )
             raise ServiceError(status, message or f"the metadata service answered {status}")
         return body

@@ -11,10 +11,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REQUIRED = {
-    "b2_list_buckets": {"accountId"}, "b2_create_bucket": {"accountId", "bucketName", "bucketType"},
+    "b2_list_buckets": {"accountId"},
+    "b2_create_bucket": {"accountId", "bucketName", "bucketType"},
     "b2_delete_bucket": {"accountId", "bucketId"},
     "b2_create_key": {"accountId", "capabilities", "keyName"},
-    "b2_delete_key": {"applicationKeyId"}, "b2_list_file_versions": {"bucketId"},
+    "b2_delete_key": {"applicationKeyId"},
+    "b2_list_file_versions": {"bucketId"},
     "b2_delete_file_version": {"fileName", "fileId"},
 }
 
@@ -40,13 +42,25 @@ class B2StandIn:
                 self.wfile.write(data)
 
             def do_GET(self):
-                user, _, pw = base64.b64decode(
-                    self.headers["Authorization"].split()[1]).decode().partition(":")
+                user, _, pw = (
+                    base64.b64decode(self.headers["Authorization"].split()[1]).decode().partition(":")
+                )
                 if (user, pw) != ("master-id", "master-key"):
                     return self._send(401, {"status": 401, "code": "unauthorized", "message": ""})
                 base = f"http://127.0.0.1:{self.server.server_port}"
-                self._send(200, {"accountId": "acct", "authorizationToken": "tok", "apiInfo": {
-                    "storageApi": {"apiUrl": base, "s3ApiUrl": "https://s3.us-west-004.backblazeb2.com"}}})
+                self._send(
+                    200,
+                    {
+                        "accountId": "acct",
+                        "authorizationToken": "tok",
+                        "apiInfo": {
+                            "storageApi": {
+                                "apiUrl": base,
+                                "s3ApiUrl": "https://s3.us-west-004.backblazeb2.com",
+                            }
+                        },
+                    },
+                )
 
             def do_POST(self):
                 call = self.path.rsplit("/", 1)[1]
@@ -69,15 +83,20 @@ class B2StandIn:
     def answer(self, call, body):
         by_id = {b["bucketId"]: (n, b) for n, b in self.buckets.items()}
         if call == "b2_list_buckets":
-            found = [{"bucketId": b["bucketId"], "bucketName": n}
-                     for n, b in self.buckets.items() if n == body.get("bucketName", n)]
+            found = [
+                {"bucketId": b["bucketId"], "bucketName": n}
+                for n, b in self.buckets.items()
+                if n == body.get("bucketName", n)
+            ]
             return 200, {"buckets": found}
         if call == "b2_create_bucket":
             if body["bucketName"] in self.buckets:
                 return 400, {"status": 400, "code": "duplicate_bucket_name", "message": ""}
             self.buckets[body["bucketName"]] = {"bucketId": f"b{len(by_id) + 1}", "files": []}
-            return 200, {"bucketId": self.buckets[body["bucketName"]]["bucketId"],
-                         "bucketName": body["bucketName"]}
+            return 200, {
+                "bucketId": self.buckets[body["bucketName"]]["bucketId"],
+                "bucketName": body["bucketName"],
+            }
         if call == "b2_delete_bucket":
             if body["bucketId"] not in by_id:
                 return 400, {"status": 400, "code": "bad_bucket_id", "message": ""}
@@ -98,8 +117,11 @@ class B2StandIn:
         if call == "b2_list_file_versions":
             files = by_id[body["bucketId"]][1]["files"]
             page, rest = files[:2], files[2:]  # small pages: the provider must follow them
-            return 200, {"files": [{"fileName": f, "fileId": f"id-{f}"} for f in page],
-                         "nextFileName": rest[0] if rest else None, "nextFileId": None}
+            return 200, {
+                "files": [{"fileName": f, "fileId": f"id-{f}"} for f in page],
+                "nextFileName": rest[0] if rest else None,
+                "nextFileId": None,
+            }
         if call == "b2_delete_file_version":
             for b in self.buckets.values():
                 if body["fileName"] in b["files"]:

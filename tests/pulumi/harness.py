@@ -49,14 +49,12 @@ def unwrap(value):
 
 def stack_config(stack: str, overrides: dict | None = None) -> dict:
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-    cfg = {f"{PROJECT}:{k}": v.get("default") for k, v in project["config"].items()
-           if "default" in v}
+    cfg = {f"{PROJECT}:{k}": v.get("default") for k, v in project["config"].items() if "default" in v}
     stack_file = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
     cfg.update(stack_file.get("config") or {})
     for k, v in (overrides or {}).items():
         cfg[k if ":" in k else f"{PROJECT}:{k}"] = v
-    return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in cfg.items()
-            if v is not None}
+    return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in cfg.items() if v is not None}
 
 
 @dataclass
@@ -122,28 +120,49 @@ FAKE_OUTPUTS = {
     "RandomSecret": lambda i: {"value": "fake-generated-secret"},
     "RandomSuffix": lambda i: {"value": "a1b2c3"},
     "MetaflowConfig": lambda i: {"config_json": "{}", "files": {}},
-    "LocalPostgres": lambda i: {"pid": 1, "port": 5432,
-                                "url": "postgresql://postgres:pw@127.0.0.1:5432/postgres"},
-    "LocalS3": lambda i: {"pid": 2, "port": 9000, "endpoint": "http://127.0.0.1:9000",
-                          "access_key_id": "AK", "secret_access_key": "SK"},
+    "LocalPostgres": lambda i: {
+        "pid": 1,
+        "port": 5432,
+        "url": "postgresql://postgres:pw@127.0.0.1:5432/postgres",
+    },
+    "LocalS3": lambda i: {
+        "pid": 2,
+        "port": 9000,
+        "endpoint": "http://127.0.0.1:9000",
+        "access_key_id": "AK",
+        "secret_access_key": "SK",
+    },
     "LocalRouter": lambda i: {"pid": 3, "port": 8080, "url": "http://127.0.0.1:8080"},
-    "Project": lambda i: {"ref": "abcdefghijklmnopqrst", "project_id": "neon-proj",
-                          "url": "https://abcdefghijklmnopqrst.supabase.co",
-                          "db_url": "postgresql://u:p@pooler:5432/postgres",
-                          "pooled_url": "postgresql://u:p@ep-1-pooler.neon.example/neondb",
-                          "pooler_url": "postgresql://u:p@pooler:6543/postgres"},
-    "Bucket": lambda i: {"endpoint": "https://s3.example", "access_key_id": "B2K",
-                         "secret_access_key": "B2S", "bucket_id": "b", "session_token": "JWT"},
+    "Project": lambda i: {
+        "ref": "abcdefghijklmnopqrst",
+        "project_id": "neon-proj",
+        "url": "https://abcdefghijklmnopqrst.supabase.co",
+        "db_url": "postgresql://u:p@pooler:5432/postgres",
+        "pooled_url": "postgresql://u:p@ep-1-pooler.neon.example/neondb",
+        "pooler_url": "postgresql://u:p@pooler:6543/postgres",
+    },
+    "Bucket": lambda i: {
+        "endpoint": "https://s3.example",
+        "access_key_id": "B2K",
+        "secret_access_key": "B2S",
+        "bucket_id": "b",
+        "session_token": "JWT",
+    },
     "cloudflare:index/accountToken:AccountToken": lambda i: {"value": "r2-token-value"},
     "Function": lambda i: {"url": "https://abcdefghijklmnopqrst.supabase.co/functions/v1/x"},
-    "cockroach:index/cluster:Cluster": lambda i: {"regions": [{"name": "us-east-1",
-                                                               "sqlDns": "crdb.example"}]},
+    "cockroach:index/cluster:Cluster": lambda i: {
+        "regions": [{"name": "us-east-1", "sqlDns": "crdb.example"}]
+    },
     "gcp:cloudrunv2/service:Service": lambda i: {"uri": "https://router-xyz.a.run.app"},
     "gcp:serviceaccount/account:Account": lambda i: {"email": "sa@p.iam.gserviceaccount.com"},
     "gcp:secretmanager/secretVersion:SecretVersion": lambda i: {"version": "1"},
     "command:local:Command": lambda i: {"stdout": "export default {}"},
-    "render:services:WebService": lambda i: {"serviceDetails": {
-        **i.get("serviceDetails", {}), "url": "https://metaflow-serverless-router.onrender.com"}},
+    "render:services:WebService": lambda i: {
+        "serviceDetails": {
+            **i.get("serviceDetails", {}),
+            "url": "https://metaflow-serverless-router.onrender.com",
+        }
+    },
 }
 
 
@@ -168,8 +187,9 @@ class ProgramMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         if args.token.endswith("getAccountApiTokenPermissionGroupsList"):
-            return {"results": [{"id": "pg-" + args.args["name"].split()[-1].lower(),
-                                 "name": args.args["name"]}]}
+            return {
+                "results": [{"id": "pg-" + args.args["name"].split()[-1].lower(), "name": args.args["name"]}]
+            }
         return {}
 
 
@@ -181,13 +201,20 @@ class RecordingMonitor(pmocks.MockMonitor):
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            self.registrations.append(Registration(
-                type=request.type, name=request.name, urn=response.urn, parent=request.parent,
-                custom=bool(request.custom),
-                inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
-                secret_outputs=list(request.additionalSecretOutputs),
-                retain_on_delete=bool(request.retainOnDelete),
-                dependencies=list(request.dependencies), provider=request.provider))
+            self.registrations.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent=request.parent,
+                    custom=bool(request.custom),
+                    inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+                    secret_outputs=list(request.additionalSecretOutputs),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    dependencies=list(request.dependencies),
+                    provider=request.provider,
+                )
+            )
         return response
 
 
@@ -205,8 +232,7 @@ def run_program(stack: str, config: dict | None = None, real: bool = False) -> R
     async def collect(outputs: dict):
         for key, value in outputs.items():
             out = pulumi.Output.from_input(value)
-            exported[key] = {"value": await out.future(with_unknowns=True),
-                             "secret": await out.is_secret()}
+            exported[key] = {"value": await out.future(with_unknowns=True), "secret": await out.is_secret()}
 
     @pulumi.runtime.test
     def program():

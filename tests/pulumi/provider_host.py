@@ -51,9 +51,13 @@ def blob(provider) -> str:
 class ProviderHost:
     def __init__(self):
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "pulumi.dynamic"], cwd=ROOT,
-                                     env={**env, "PYTHONPATH": str(ROOT)},
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pulumi.dynamic"],
+            cwd=ROOT,
+            env={**env, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
             port = int(self.proc.stdout.readline().strip())
             self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -85,19 +89,23 @@ class HostedResource:
         return {k: v for k, v in deserialize(struct).items() if k != PROVIDER_KEY}
 
     def check(self, news: dict) -> dict:
-        resp = self.host.stub.Check(provider_pb2.CheckRequest(
-            urn=self.urn, olds=self._props(self.inputs), news=self._props(news)))
+        resp = self.host.stub.Check(
+            provider_pb2.CheckRequest(urn=self.urn, olds=self._props(self.inputs), news=self._props(news))
+        )
         return self._plain(resp.inputs)
 
     def diff(self, news: dict) -> provider_pb2.DiffResponse:
-        return self.host.stub.Diff(provider_pb2.DiffRequest(
-            id=self.id, urn=self.urn, olds=self._props(self.outputs),
-            news=self._props(self.check(news))))
+        return self.host.stub.Diff(
+            provider_pb2.DiffRequest(
+                id=self.id, urn=self.urn, olds=self._props(self.outputs), news=self._props(self.check(news))
+            )
+        )
 
     def create(self, news: dict) -> dict:
         checked = self.check(news)
-        resp = self.host.stub.Create(provider_pb2.CreateRequest(
-            urn=self.urn, properties=self._props(checked)))
+        resp = self.host.stub.Create(
+            provider_pb2.CreateRequest(urn=self.urn, properties=self._props(checked))
+        )
         self.id, self.inputs, self.outputs = resp.id, checked, self._plain(resp.properties)
         return self.outputs
 
@@ -111,16 +119,24 @@ class HostedResource:
             self.create(news)
             return "replace"
         checked = self.check(news)
-        resp = self.host.stub.Update(provider_pb2.UpdateRequest(
-            id=self.id, urn=self.urn, olds=self._props(self.outputs), news=self._props(checked)))
+        resp = self.host.stub.Update(
+            provider_pb2.UpdateRequest(
+                id=self.id, urn=self.urn, olds=self._props(self.outputs), news=self._props(checked)
+            )
+        )
         self.inputs, self.outputs = checked, self._plain(resp.properties)
         return "update"
 
     def refresh(self) -> bool:
         """`pulumi refresh`: False (and the resource forgotten) when the provider reports it gone."""
-        resp = self.host.stub.Read(provider_pb2.ReadRequest(
-            id=self.id, urn=self.urn, properties=self._props(self.outputs),
-            inputs=self._props(self.inputs)))
+        resp = self.host.stub.Read(
+            provider_pb2.ReadRequest(
+                id=self.id,
+                urn=self.urn,
+                properties=self._props(self.outputs),
+                inputs=self._props(self.inputs),
+            )
+        )
         if not resp.id:
             self.id, self.outputs = None, {}
             return False
@@ -128,11 +144,13 @@ class HostedResource:
         return True
 
     def delete(self) -> None:
-        self.host.stub.Delete(provider_pb2.DeleteRequest(
-            id=self.id, urn=self.urn, properties=self._props(self.outputs)))
+        self.host.stub.Delete(
+            provider_pb2.DeleteRequest(id=self.id, urn=self.urn, properties=self._props(self.outputs))
+        )
         self.id, self.outputs = None, {}
 
     def delete_again(self, outputs: dict, id_: str) -> None:
         """Delete with a stale state: what `destroy` does after the thing vanished outside."""
-        self.host.stub.Delete(provider_pb2.DeleteRequest(
-            id=id_, urn=self.urn, properties=self._props(outputs)))
+        self.host.stub.Delete(
+            provider_pb2.DeleteRequest(id=id_, urn=self.urn, properties=self._props(outputs))
+        )

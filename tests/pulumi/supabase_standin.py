@@ -13,8 +13,16 @@ ANON, SERVICE = "eyJ.anon.jwt", "eyJ.service.jwt"
 
 
 def project(status):
-    return {"id": REF, "ref": REF, "organization_id": "org", "organization_slug": "my-org",
-            "name": "mfs", "region": "us-east-1", "created_at": NOW, "status": status}
+    return {
+        "id": REF,
+        "ref": REF,
+        "organization_id": "org",
+        "organization_slug": "my-org",
+        "name": "mfs",
+        "region": "us-east-1",
+        "created_at": NOW,
+        "status": status,
+    }
 
 
 def answer(api, method, path, query, body):
@@ -29,9 +37,15 @@ def answer(api, method, path, query, body):
         st["polls"] += 1
         if st["polls"] >= 2 and st["project"] == "COMING_UP":
             st["project"] = "ACTIVE_HEALTHY"
-        return 200, {**project(st["project"]), "database": {
-            "host": f"db.{REF}.supabase.co", "version": "15.8", "postgres_engine": "15",
-            "release_channel": "ga"}}
+        return 200, {
+            **project(st["project"]),
+            "database": {
+                "host": f"db.{REF}.supabase.co",
+                "version": "15.8",
+                "postgres_engine": "15",
+                "release_channel": "ga",
+            },
+        }
     if method == "DELETE" and path == p:
         del st["project"]
         return 200, {"id": 1, "ref": REF, "name": "mfs"}
@@ -39,20 +53,38 @@ def answer(api, method, path, query, body):
         st["password"] = body["password"]
         return 200, {"message": "ok"}
     if path.endswith("/config/database/pooler"):
-        return 200, [{"identifier": REF, "database_type": "PRIMARY", "is_using_scram_auth": True,
-                      "db_user": f"postgres.{REF}", "db_host": "aws-0-us-east-1.pooler.supabase.com",
-                      "db_port": 6543, "db_name": "postgres",
-                      "connection_string": "postgresql://x", "connectionString": "postgresql://x",
-                      "default_pool_size": 15, "max_client_conn": 200, "pool_mode": "transaction"}]
+        return 200, [
+            {
+                "identifier": REF,
+                "database_type": "PRIMARY",
+                "is_using_scram_auth": True,
+                "db_user": f"postgres.{REF}",
+                "db_host": "aws-0-us-east-1.pooler.supabase.com",
+                "db_port": 6543,
+                "db_name": "postgres",
+                "connection_string": "postgresql://x",
+                "connectionString": "postgresql://x",
+                "default_pool_size": 15,
+                "max_client_conn": 200,
+                "pool_mode": "transaction",
+            }
+        ]
     if path.endswith("/api-keys"):
-        return 200, [{"name": "anon", "api_key": ANON, "type": "legacy"},
-                     {"name": "service_role", "api_key": SERVICE, "type": "legacy"}]
+        return 200, [
+            {"name": "anon", "api_key": ANON, "type": "legacy"},
+            {"name": "service_role", "api_key": SERVICE, "type": "legacy"},
+        ]
     functions = st.setdefault("functions", set())
     secrets = st.setdefault("secrets", set())
     if path.endswith("/functions/deploy"):
         functions.add(query["slug"][0])
-        return 201, {"id": "fn-1", "slug": query["slug"][0], "name": query["slug"][0],
-                     "status": "ACTIVE", "version": 1}
+        return 201, {
+            "id": "fn-1",
+            "slug": query["slug"][0],
+            "name": query["slug"][0],
+            "status": "ACTIVE",
+            "version": 1,
+        }
     if "/functions/" in path:
         slug = path.rsplit("/", 1)[1]
         if slug not in functions:
@@ -60,8 +92,15 @@ def answer(api, method, path, query, body):
         if method == "DELETE":
             functions.discard(slug)
             return 200, {}
-        return 200, {"id": "fn-1", "slug": slug, "name": slug, "status": "ACTIVE", "version": 1,
-                     "created_at": 0, "updated_at": 0}
+        return 200, {
+            "id": "fn-1",
+            "slug": slug,
+            "name": slug,
+            "status": "ACTIVE",
+            "version": 1,
+            "created_at": 0,
+            "updated_at": 0,
+        }
     if path.endswith("/secrets"):
         if method == "POST":
             secrets.update(s["name"] for s in body)
@@ -75,7 +114,7 @@ def storage(api, method, path, body):
     """Supabase Storage's bucket routes, as `POST /bucket`, `GET|DELETE /bucket/{id}` and
     `POST /bucket/{id}/empty` answer them (a non-empty bucket cannot be deleted)."""
     buckets = api.state.setdefault("buckets", {})  # id -> number of objects
-    rest = path[len("/storage/v1/bucket"):].strip("/").split("/")
+    rest = path[len("/storage/v1/bucket") :].strip("/").split("/")
     if method == "POST" and rest == [""]:
         buckets[body["id"]] = 0
         return 200, {"name": body["id"]}
@@ -97,4 +136,5 @@ def supabase_standin() -> StandIn:
         if path.startswith("/storage/v1/"):
             return storage(api, method, path, body)
         return answer(api, method, path, query, body)
+
     return StandIn("supabase-management-api.openapi.json", route, undocumented="/storage/v1/")

@@ -39,13 +39,20 @@ def test_the_registered_container_listens_on_all_interfaces_at_port(stack, tmp_p
     plain = {e["name"]: e["value"] for e in container["envs"] if "value" in e}
     assert "PORT" not in plain  # reserved: Cloud Run refuses a service that sets it
     port = free_port()
-    env = {**plain, "PORT": str(port), "DATABASE_URL": f"postgresql://x:y@127.0.0.1:{free_port()}/x",
-           "METADATA_API_KEY": SECRETS["apiKey"], "PATH": os.environ["PATH"],
-           "HOME": os.environ["HOME"], MARKER: os.environ[MARKER]}
+    env = {
+        **plain,
+        "PORT": str(port),
+        "DATABASE_URL": f"postgresql://x:y@127.0.0.1:{free_port()}/x",
+        "METADATA_API_KEY": SECRETS["apiKey"],
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ["HOME"],
+        MARKER: os.environ[MARKER],
+    }
     env.pop("DENO_DIR")  # the local Deno cache stands in for the image's (nothing fetched)
-    argv = [deno_binary()] + [a.replace(f"{MOUNT}/", f"{ROUTER_DIR}/")
-                              .replace("--allow-write=/tmp", f"--allow-write={tmp_path}")
-                              for a in container["args"]]
+    argv = [deno_binary()] + [
+        a.replace(f"{MOUNT}/", f"{ROUTER_DIR}/").replace("--allow-write=/tmp", f"--allow-write={tmp_path}")
+        for a in container["args"]
+    ]
     assert container["commands"] == ["deno"]
     log = tmp_path / "router.log"
     with open(log, "wb") as out:

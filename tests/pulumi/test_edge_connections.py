@@ -48,8 +48,14 @@ class RoundRobin:
                 port = ports[outer.count % len(ports)]
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                resp = requests.request(self.command, f"http://127.0.0.1:{port}{self.path}",
-                                        data=body, headers=headers, timeout=120, stream=True)
+                resp = requests.request(
+                    self.command,
+                    f"http://127.0.0.1:{port}{self.path}",
+                    data=body,
+                    headers=headers,
+                    timeout=120,
+                    stream=True,
+                )
                 data = resp.raw.read()
                 self.send_response(resp.status_code)
                 for k, v in resp.headers.items():
@@ -80,8 +86,9 @@ class ConnectionSampler:
 
     def _run(self):
         while not self.stop.wait(0.2):
-            n = q(self.dsn, "select count(*) from pg_stat_activity "
-                            "where backend_type = 'client backend'")[0][0]
+            n = q(self.dsn, "select count(*) from pg_stat_activity where backend_type = 'client backend'")[0][
+                0
+            ]
             self.peak = max(self.peak, n)
 
     def close(self) -> int:
@@ -107,45 +114,88 @@ def test_fan_out_stays_within_the_free_tier_connection_limit(tmp_path):
                 log = open(tmp_path / f"router-{i}.log", "wb")
                 logs.append(log)
                 ports.append(free_port())
-                procs.append((start_router(dsn, env["METADATA_API_KEY"], ports[-1],
-                                           quota_scope=env["QUOTA_SCOPE"],
-                                           path_prefix=env["PATH_PREFIX"], extra_env=env,
-                                           stdout=log, stderr=log)))
+                procs.append(
+                    (
+                        start_router(
+                            dsn,
+                            env["METADATA_API_KEY"],
+                            ports[-1],
+                            quota_scope=env["QUOTA_SCOPE"],
+                            path_prefix=env["PATH_PREFIX"],
+                            extra_env=env,
+                            stdout=log,
+                            stderr=log,
+                        )
+                    )
+                )
             front = RoundRobin(ports)
             sampler = ConnectionSampler(dsn)
             mf = {k: v for k, v in os.environ.items() if not k.startswith("METAFLOW_")}
-            mf.update(METAFLOW_HOME=str(tmp_path / "mf"), METAFLOW_DEFAULT_METADATA="service",
-                      METAFLOW_SERVICE_URL=f"http://127.0.0.1:{front.port}{env['PATH_PREFIX']}",
-                      METAFLOW_SERVICE_AUTH_KEY=env["METADATA_API_KEY"],
-                      METAFLOW_DEFAULT_DATASTORE="local", USERNAME="tester",
-                      METAFLOW_DATASTORE_SYSROOT_LOCAL=str(tmp_path / "datastore"))
+            mf.update(
+                METAFLOW_HOME=str(tmp_path / "mf"),
+                METAFLOW_DEFAULT_METADATA="service",
+                METAFLOW_SERVICE_URL=f"http://127.0.0.1:{front.port}{env['PATH_PREFIX']}",
+                METAFLOW_SERVICE_AUTH_KEY=env["METADATA_API_KEY"],
+                METAFLOW_DEFAULT_DATASTORE="local",
+                USERNAME="tester",
+                METAFLOW_DATASTORE_SYSROOT_LOCAL=str(tmp_path / "datastore"),
+            )
             flow = ROOT / "tests" / "flows" / "foreach_flow.py"
-            runs = [subprocess.Popen([sys.executable, str(flow), "--no-pylint", "run", "--n",
-                                      str(FANOUT), "--max-workers", "8"], env=mf, cwd=tmp_path,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                    for _ in range(RUNS)]
+            runs = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(flow),
+                        "--no-pylint",
+                        "run",
+                        "--n",
+                        str(FANOUT),
+                        "--max-workers",
+                        "8",
+                    ],
+                    env=mf,
+                    cwd=tmp_path,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+                for _ in range(RUNS)
+            ]
             try:
                 outputs = [r.communicate(timeout=1500)[0] for r in runs]
             finally:
                 for r in runs:
                     stop_process(r)
             peak = sampler.close()
-            print(f"peak client connections: {peak} (limit {MAX_CONNECTIONS}); "
-                  f"requests through the front: {front.count}")
+            print(
+                f"peak client connections: {peak} (limit {MAX_CONNECTIONS}); "
+                f"requests through the front: {front.count}"
+            )
             assert all(r.returncode == 0 for r in runs), [o[-2000:] for o in outputs]
-            done = subprocess.run([sys.executable, "-c", (
-                "import json\nfrom metaflow import Flow, namespace\nnamespace(None)\n"
-                "runs = list(Flow('ForeachFlow'))\n"
-                "print(json.dumps([[r.successful, len(list(r['each']))] for r in runs]))")],
-                env=mf, capture_output=True, text=True, timeout=600)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    (
+                        "import json\nfrom metaflow import Flow, namespace\nnamespace(None)\n"
+                        "runs = list(Flow('ForeachFlow'))\n"
+                        "print(json.dumps([[r.successful, len(list(r['each']))] for r in runs]))"
+                    ),
+                ],
+                env=mf,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert done.returncode == 0, done.stderr[-2000:]
             assert json.loads(done.stdout.splitlines()[-1]) == [[True, FANOUT]] * RUNS
             # the routers' pools (plus this test's sampler) bound the connections
             assert peak <= INSTANCES * int(env["DB_MAX_CONNECTIONS"]) + 2 <= MAX_CONNECTIONS
             for log in logs:
                 log.flush()
-            text = "".join((tmp_path / f"router-{i}.log").read_text(errors="replace")
-                           for i in range(INSTANCES))
+            text = "".join(
+                (tmp_path / f"router-{i}.log").read_text(errors="replace") for i in range(INSTANCES)
+            )
             assert "too many clients" not in text and "remaining connection slots" not in text
         finally:
             if sampler:

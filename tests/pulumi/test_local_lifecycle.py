@@ -45,6 +45,7 @@ def test_schema_refresh_notices_a_dropped_schema(fresh_db):
             con = await asyncpg.connect(fresh_db)
             await con.execute("drop schema mfs_api cascade; drop schema mfs cascade")
             await con.close()
+
         run_async(drop())
         assert r.refresh() and r.outputs["applied"] == []
         assert r.up(inputs) == "update" and r.outputs["applied"] == inputs["migrations"]

@@ -25,12 +25,14 @@ def test_local_stack_up_run_a_flow_and_destroy(tmp_path, metaflow_home):
     (metaflow_home / "config.json").write_text(json.dumps(before))
     (metaflow_home / "config_local.json").write_text(json.dumps({"METAFLOW_USER": "someone"}))
     state = tmp_path / "state"
-    run = run_program("local", {"localStateDir": str(state), "dropDataOnDestroy": True,
-                                "writeDefaultConfig": "if-missing"}, real=True)
+    run = run_program(
+        "local",
+        {"localStateDir": str(state), "dropDataOnDestroy": True, "writeDefaultConfig": "if-missing"},
+        real=True,
+    )
     try:
         outs = {type(p).__name__: o for p, _, o in run.created}
-        pids = [outs[k]["pid"] for k in ("LocalPostgresProvider", "LocalS3Provider",
-                                         "LocalRouterProvider")]
+        pids = [outs[k]["pid"] for k in ("LocalPostgresProvider", "LocalS3Provider", "LocalRouterProvider")]
         assert all(pid_alive(p) for p in pids)
         assert outs["SchemaMigrationsProvider"]["applied"]
         url = run.outputs["service_url"]["value"]
@@ -40,23 +42,44 @@ def test_local_stack_up_run_a_flow_and_destroy(tmp_path, metaflow_home):
         assert profile["METAFLOW_SERVICE_URL"] == url
         assert json.loads((metaflow_home / "config.json").read_text()) == before  # existed
 
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("METAFLOW_", "AWS_"))}
-        env.update({"METAFLOW_HOME": str(metaflow_home), "METAFLOW_PROFILE": "local",
-                    "USERNAME": "pulumi-e2e", "PYTHONPATH": ""})
-        flow = subprocess.run([sys.executable, str(FLOW), "run"], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("METAFLOW_", "AWS_"))}
+        env.update(
+            {
+                "METAFLOW_HOME": str(metaflow_home),
+                "METAFLOW_PROFILE": "local",
+                "USERNAME": "pulumi-e2e",
+                "PYTHONPATH": "",
+            }
+        )
+        flow = subprocess.run(
+            [sys.executable, str(FLOW), "run"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert flow.returncode == 0, flow.stdout[-2000:] + flow.stderr[-4000:]
-        read = subprocess.run([sys.executable, "-c", (
-            "from metaflow import Flow, namespace; namespace(None); "
-            "r = Flow('PulumiHelloFlow').latest_run; "
-            "print(r.successful, r.data.total, len(list(r['square'])))")],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        read = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                (
+                    "from metaflow import Flow, namespace; namespace(None); "
+                    "r = Flow('PulumiHelloFlow').latest_run; "
+                    "print(r.successful, r.data.total, len(list(r['square'])))"
+                ),
+            ],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert read.returncode == 0, read.stderr[-3000:]
         assert read.stdout.split() == ["True", "14", "3"]
     finally:
         run.destroy()
     assert not any(pid_alive(p) for p in pids)
     assert json.loads((metaflow_home / "config.json").read_text()) == before
-    assert json.loads((metaflow_home / "config_local.json").read_text()) == {
-        "METAFLOW_USER": "someone"}
+    assert json.loads((metaflow_home / "config_local.json").read_text()) == {"METAFLOW_USER": "someone"}

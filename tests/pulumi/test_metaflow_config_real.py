@@ -10,14 +10,22 @@ import sys
 
 from components.providers.metaflow_config import MetaflowConfigProvider
 
-VALUES = {"METAFLOW_DEFAULT_METADATA": "service", "METAFLOW_SERVICE_URL": "http://svc:1/",
-          "METAFLOW_SERVICE_AUTH_KEY": "k-123",
-          "METAFLOW_DATATOOLS_CLIENT_PARAMS": json.dumps({"aws_access_key_id": "a"})}
+VALUES = {
+    "METAFLOW_DEFAULT_METADATA": "service",
+    "METAFLOW_SERVICE_URL": "http://svc:1/",
+    "METAFLOW_SERVICE_AUTH_KEY": "k-123",
+    "METAFLOW_DATATOOLS_CLIENT_PARAMS": json.dumps({"aws_access_key_id": "a"}),
+}
 
 
 def props(**kw):
-    return {"profile": "teststack", "values": dict(VALUES), "write_default": "if-missing",
-            "metaflow_home": "", **kw}
+    return {
+        "profile": "teststack",
+        "values": dict(VALUES),
+        "write_default": "if-missing",
+        "metaflow_home": "",
+        **kw,
+    }
 
 
 def read(path):
@@ -85,9 +93,12 @@ def test_metaflow_reads_the_written_profile(metaflow_home):
     p = MetaflowConfigProvider()
     outs = p.create(props(write_default="never")).outs
     env = {**os.environ, "METAFLOW_HOME": str(metaflow_home), "METAFLOW_PROFILE": "teststack"}
-    code = ("from metaflow import metaflow_config as c; "
-            "print(c.SERVICE_URL, c.DEFAULT_METADATA, c.SERVICE_HEADERS.get('x-api-key'))")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
+    code = (
+        "from metaflow import metaflow_config as c; "
+        "print(c.SERVICE_URL, c.DEFAULT_METADATA, c.SERVICE_HEADERS.get('x-api-key'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == ["http://svc:1/", "service", "k-123"]
     p.delete("x", outs)

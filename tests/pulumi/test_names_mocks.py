@@ -34,10 +34,13 @@ def test_b2_bucket_and_gcp_names_carry_project_stack_and_suffix():
 def test_two_stacks_in_one_account_do_not_collide():
     _, r2 = names_of("neon-r2")
     _, run_ = names_of("neon-render")
-    assert r2("cloudflare:index/r2Bucket:R2Bucket")["name"] != \
-        run_("cloudflare:index/r2Bucket:R2Bucket")["name"]
-    assert r2("cloudflare:index/workersScript:WorkersScript")["scriptName"] == \
-        f"metaflow-serverless-neon-r2-router-{SUFFIX}"
+    assert (
+        r2("cloudflare:index/r2Bucket:R2Bucket")["name"] != run_("cloudflare:index/r2Bucket:R2Bucket")["name"]
+    )
+    assert (
+        r2("cloudflare:index/workersScript:WorkersScript")["scriptName"]
+        == f"metaflow-serverless-neon-r2-router-{SUFFIX}"
+    )
 
 
 def test_an_explicit_bucket_name_is_kept():

@@ -25,8 +25,11 @@ def strings(value):
 @pytest.mark.parametrize("stack", sorted(EXPECTED))
 def test_no_input_holds_a_path_of_this_machine(stack):
     for r in run_program(stack, SECRETS).resources:
-        found = [s for s in strings({k: v for k, v in r.plain.items() if k != "__provider"})
-                 if str(ROOT) in s or s.startswith(("/home/", "/root/", "/work/"))]
+        found = [
+            s
+            for s in strings({k: v for k, v in r.plain.items() if k != "__provider"})
+            if str(ROOT) in s or s.startswith(("/home/", "/root/", "/work/"))
+        ]
         assert not found, f"{stack}: {r.type} {r.name}: {found}"
 
 
@@ -45,14 +48,14 @@ def test_every_dynamic_provider_sees_no_change_on_an_unchanged_stack(stack):
 
 def test_the_workflow_tests_need_only_the_repository_and_forks_skip_the_preview():
     flow = yaml.safe_load(WORKFLOW.read_text())
-    run = next(s["run"] for s in flow["jobs"]["offline-tests"]["steps"]
-               if "pytest" in s.get("run", ""))
+    run = next(s["run"] for s in flow["jobs"]["offline-tests"]["steps"] if "pytest" in s.get("run", ""))
     selected = re.search(r'-k "([^"]+)"', run).group(1).split(" or ")
-    files = [p for p in (ROOT / "tests" / "pulumi").glob("test_*.py")
-             if any(k in p.name for k in selected)]
+    files = [p for p in (ROOT / "tests" / "pulumi").glob("test_*.py") if any(k in p.name for k in selected)]
     assert files
-    for f in files + [ROOT / "tests" / "pulumi" / n for n in
-                      ("harness.py", "vendor_standin.py", "neon_standin.py", "supabase_standin.py")]:
+    for f in files + [
+        ROOT / "tests" / "pulumi" / n
+        for n in ("harness.py", "vendor_standin.py", "neon_standin.py", "supabase_standin.py")
+    ]:
         assert "../" + "shared" not in f.read_text(), f"{f.name} reads outside the repository"
     preview = flow["jobs"]["preview"]
     # a fork's pull request gets no secrets: every step is skipped but the notice, not failed

@@ -9,8 +9,11 @@ import pytest
 from b2_standin import B2StandIn
 from components.providers.b2_api import B2BucketProvider
 from components.providers.neon_api import NeonProjectProvider
-from components.providers.supabase_api import (SupabaseBucketProvider, SupabaseFunctionProvider,
-                                               SupabaseProjectProvider)
+from components.providers.supabase_api import (
+    SupabaseBucketProvider,
+    SupabaseFunctionProvider,
+    SupabaseProjectProvider,
+)
 from neon_standin import ORG, neon_standin
 from provider_host import HostedResource, ProviderHost
 from supabase_standin import REF, supabase_standin
@@ -47,8 +50,16 @@ def b2():
 
 
 def neon_inputs(api, **kw):
-    return {"name": "mfs-dev", "region": "aws-us-east-2", "pg_version": 16, "org_id": "",
-            "api_url": api.url, "api_key": "neon-key-1", **FAST, **kw}
+    return {
+        "name": "mfs-dev",
+        "region": "aws-us-east-2",
+        "pg_version": 16,
+        "org_id": "",
+        "api_url": api.url,
+        "api_key": "neon-key-1",
+        **FAST,
+        **kw,
+    }
 
 
 def test_neon_project_lifecycle(host, neon):
@@ -65,8 +76,9 @@ def test_neon_project_lifecycle(host, neon):
     assert r.outputs["db_url"] == outs["db_url"] and r.outputs["pooled_url"] == outs["pooled_url"]
     assert r.outputs["api_key"] == "neon-key-2" and neon.state["projects"][r.id] == "mfs-renamed"
     assert r.up(neon_inputs(neon, api_key="neon-key-2", name="mfs-renamed")) == "same"
-    assert r.diff(neon_inputs(neon, api_key="neon-key-2", name="mfs-renamed",
-                              region="aws-eu-central-1")).replaces == ["region"]
+    assert r.diff(
+        neon_inputs(neon, api_key="neon-key-2", name="mfs-renamed", region="aws-eu-central-1")
+    ).replaces == ["region"]
 
     # rate limited and 5xx reads are retried; refresh keeps a present project
     neon.fail("GET", f"/projects/{r.id}", 429, times=2)
@@ -105,9 +117,17 @@ def test_neon_org_id_is_required_when_the_key_sees_several(host, neon):
 
 
 def supabase_inputs(api, **kw):
-    return {"name": "mfs-dev", "organization": "my-org", "region": "us-east-1",
-            "instance_size": "", "api_url": api.url, "access_token": "sbp-1",
-            "db_pass": "pw-one", **FAST, **kw}
+    return {
+        "name": "mfs-dev",
+        "organization": "my-org",
+        "region": "us-east-1",
+        "instance_size": "",
+        "api_url": api.url,
+        "access_token": "sbp-1",
+        "db_pass": "pw-one",
+        **FAST,
+        **kw,
+    }
 
 
 def test_supabase_project_lifecycle(host, supabase):
@@ -122,8 +142,10 @@ def test_supabase_project_lifecycle(host, supabase):
     assert r.up(supabase_inputs(supabase, access_token="sbp-2", db_pass="pw-two")) == "update"
     assert supabase.state["password"] == "pw-two" and ":pw-two@" in r.outputs["db_url"]
     # instance size: the compute add-on, in place
-    assert r.up(supabase_inputs(supabase, access_token="sbp-2", db_pass="pw-two",
-                                instance_size="small")) == "update"
+    assert (
+        r.up(supabase_inputs(supabase, access_token="sbp-2", db_pass="pw-two", instance_size="small"))
+        == "update"
+    )
     assert ("PATCH", f"/v1/projects/{REF}/billing/addons") in supabase.calls
     assert r.refresh()
     stale = dict(r.outputs)
@@ -147,8 +169,12 @@ def test_supabase_bucket_and_function_lifecycle(host, supabase):
     HostedResource(host, SupabaseProjectProvider(), "urn:p::b").create(supabase_inputs(supabase))
     base = {"ref": REF, "api_url": supabase.url, "access_token": "sbp-1", **FAST}
     bucket = HostedResource(host, SupabaseBucketProvider(), "urn:pulumi:dev::mfs::sb:Bucket::b")
-    b_in = {**base, "bucket": "metaflow-data", "drop_data": False,
-            "storage_url": f"{supabase.root}/storage/v1"}
+    b_in = {
+        **base,
+        "bucket": "metaflow-data",
+        "drop_data": False,
+        "storage_url": f"{supabase.root}/storage/v1",
+    }
     bucket.create(b_in)
     assert bucket.outputs["access_key_id"] == REF
     # drop_data matters at delete time: the change is recorded in the state
@@ -161,8 +187,12 @@ def test_supabase_bucket_and_function_lifecycle(host, supabase):
     bucket.delete_again(stale, f"{REF}/metaflow-data")  # already gone: still succeeds
 
     fn = HostedResource(host, SupabaseFunctionProvider(), "urn:pulumi:dev::mfs::sb:Function::f")
-    f_in = {**base, "slug": "metadata-router", "source_hash": "h1",
-            "secrets": {"METADATA_API_KEY": "k1", "QUOTA_SCOPE": "default"}}
+    f_in = {
+        **base,
+        "slug": "metadata-router",
+        "source_hash": "h1",
+        "secrets": {"METADATA_API_KEY": "k1", "QUOTA_SCOPE": "default"},
+    }
     fn.create(f_in)
     assert fn.up({**f_in, "secrets": {"METADATA_API_KEY": "k2"}}) == "update"
     assert supabase.state["secrets"] == {"METADATA_API_KEY"} and fn.outputs["url"]
@@ -174,8 +204,15 @@ def test_supabase_bucket_and_function_lifecycle(host, supabase):
 
 
 def b2_inputs(api, **kw):
-    return {"bucket": "mfs-dev-a1b2c3", "drop_data": False, "key_id": "master-id",
-            "application_key": "master-key", "auth_url": api.auth_url, **FAST, **kw}
+    return {
+        "bucket": "mfs-dev-a1b2c3",
+        "drop_data": False,
+        "key_id": "master-id",
+        "application_key": "master-key",
+        "auth_url": api.auth_url,
+        **FAST,
+        **kw,
+    }
 
 
 def test_b2_bucket_lifecycle(host, b2):

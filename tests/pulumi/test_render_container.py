@@ -35,8 +35,7 @@ def deployed(tmp_path_factory):
     command = run.one("command:local:Command").plain
     argv = shlex.split(command["create"])
     assert argv[0] == "python"
-    built = subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, capture_output=True,
-                           text=True, timeout=600)
+    built = subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
     secrets_dir = tmp_path_factory.mktemp("etc-secrets")
     for f in service["secretFiles"]:  # the registered content is the command's stdout
@@ -52,8 +51,12 @@ def start(service, secrets_dir: Path, database_url: str, workdir: Path):
     assert env["HOST"] == "0.0.0.0" and env["PORT"] == "10000"
     env.update(PORT=str(free_port()), DATABASE_URL=database_url)
     # a fresh container: nothing in Deno's cache, no other variable than the service's
-    env.update(PATH=os.environ["PATH"], DENO_DIR=str(workdir / "deno-dir"), HOME=str(workdir),
-               **{MARKER: os.environ[MARKER]})
+    env.update(
+        PATH=os.environ["PATH"],
+        DENO_DIR=str(workdir / "deno-dir"),
+        HOME=str(workdir),
+        **{MARKER: os.environ[MARKER]},
+    )
     log = workdir / "router.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
@@ -72,8 +75,7 @@ def test_the_health_check_answers_without_a_database(deployed, tmp_path):
     proc, url, env = start(service, secrets_dir, dead, tmp_path)
     try:
         assert requests.get(f"{url}/healthcheck", timeout=10).status_code == 200
-        pinged = requests.get(f"{url}/ping", headers={"x-api-key": env["METADATA_API_KEY"]},
-                              timeout=30)
+        pinged = requests.get(f"{url}/ping", headers={"x-api-key": env["METADATA_API_KEY"]}, timeout=30)
         assert pinged.status_code >= 500  # /ping does reach the database
     finally:
         stop_process(proc)
@@ -86,15 +88,19 @@ def test_render_command_and_env_serve_a_real_metaflow_flow(deployed, migrated_db
     try:
         assert f"listening on http://0.0.0.0:{env['PORT']}" in (tmp_path / "router.log").read_text()
         cache = tmp_path / "deno-dir"  # nothing was fetched: no npm package, no remote module
-        assert not [p for p in cache.rglob("*") if p.is_file() and p.parts[len(cache.parts)]
-                    in ("npm", "remote")]
+        assert not [
+            p for p in cache.rglob("*") if p.is_file() and p.parts[len(cache.parts)] in ("npm", "remote")
+        ]
         router = types.SimpleNamespace(url=url, key=SECRETS["apiKey"])
         mf = metaflow_env(router, tmp_path)
         run_flow(mf, "foreach_flow.py", "run", "--n", "4", "--max-workers", "4")
-        got = client(mf, """
+        got = client(
+            mf,
+            """
             run = Flow('ForeachFlow').latest_run
             print(json.dumps([run.successful, run.data.total, len(list(run['each']))]))
-        """)
+        """,
+        )
         assert got == [True, 0 + 1 + 4 + 9, 4]
     finally:
         stop_process(proc)

@@ -32,8 +32,7 @@ def _concrete(hint):
     if typing.get_origin(hint) is typing.Union:
         for arg in typing.get_args(hint):
             origin = typing.get_origin(arg) or arg
-            if arg is not type(None) and origin not in (collections.abc.Awaitable,
-                                                         pulumi.output.Output):
+            if arg is not type(None) and origin not in (collections.abc.Awaitable, pulumi.output.Output):
                 return _concrete(arg)
     return hint
 
@@ -71,8 +70,7 @@ def test_every_argument_is_an_argument_of_the_installed_pulumi_render(run):
     with pytest.raises(AssertionError, match="no {'startCommand'}"):
         rebuild(WebServiceArgs, {**service, "startCommand": "deno"})
     with pytest.raises(ValueError):
-        rebuild(WebServiceArgs, {**service, "serviceDetails": {**service["serviceDetails"],
-                                                               "plan": "free"}})
+        rebuild(WebServiceArgs, {**service, "serviceDetails": {**service["serviceDetails"], "plan": "free"}})
 
 
 def test_the_provider_gets_the_render_api_key_as_a_secret(run):
@@ -102,8 +100,13 @@ def test_env_holds_render_contract_and_the_secrets_stay_secret(run):
     reg = run.one(WEB)
     assert is_secret(reg.inputs["envVars"]) and "envVars" in reg.secret_outputs
     env = {e["key"]: e["value"] for e in reg.plain["envVars"]}
-    assert env == {"HOST": "0.0.0.0", "PORT": "10000", "QUOTA_SCOPE": "team-r",
-                   "DATABASE_URL": NEON_URL, "METADATA_API_KEY": SECRETS["apiKey"]}
+    assert env == {
+        "HOST": "0.0.0.0",
+        "PORT": "10000",
+        "QUOTA_SCOPE": "team-r",
+        "DATABASE_URL": NEON_URL,
+        "METADATA_API_KEY": SECRETS["apiKey"],
+    }
     assert env == container_env(NEON_URL, SECRETS["apiKey"], "team-r")
 
 

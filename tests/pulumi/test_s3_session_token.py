@@ -46,21 +46,25 @@ class SessionTokenS3:
 
             def _handle(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                why = outer.verify(self.command, self.path, dict(self.headers.items()), body,
-                                   key, secret, token)
+                why = outer.verify(
+                    self.command, self.path, dict(self.headers.items()), body, key, secret, token
+                )
                 if why:
                     outer.refused.append(f"{self.command} {self.path}: {why}")
                     return self._reply(403, {}, b"<Error><Code>AccessDenied</Code></Error>")
                 outer.checked += 1
-                resp = outer.forward(backend, self.command, self.path, dict(self.headers.items()),
-                                     body)
+                resp = outer.forward(backend, self.command, self.path, dict(self.headers.items()), body)
                 self._reply(resp.status_code, resp.headers, resp.content)
 
             def _reply(self, status, headers, data):
                 self.send_response(status)
                 for k, v in headers.items():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length",
-                                         "content-encoding"):
+                    if k.lower() not in (
+                        "transfer-encoding",
+                        "connection",
+                        "content-length",
+                        "content-encoding",
+                    ):
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -82,8 +86,11 @@ class SessionTokenS3:
 
         lower = {k.lower(): v for k, v in headers.items()}
         auth = lower.get("authorization", "")
-        m = re.match(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/s3/aws4_request, "
-                     r"SignedHeaders=([^,]+), Signature=([0-9a-f]+)", auth)
+        m = re.match(
+            r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/s3/aws4_request, "
+            r"SignedHeaders=([^,]+), Signature=([0-9a-f]+)",
+            auth,
+        )
         if not m:
             return "not SigV4"
         access_key, _, region, signed, signature = m.groups()
@@ -96,8 +103,11 @@ class SessionTokenS3:
         payload = lower.get("x-amz-content-sha256", "")
         if re.fullmatch(r"[0-9a-f]{64}", payload) and hashlib.sha256(body).hexdigest() != payload:
             return "body does not match its hash"
-        req = AWSRequest(method=method, url=f"http://{lower['host']}{path}",
-                         headers={h: lower[h] for h in signed.split(";")})
+        req = AWSRequest(
+            method=method,
+            url=f"http://{lower['host']}{path}",
+            headers={h: lower[h] for h in signed.split(";")},
+        )
         req.context["timestamp"] = lower["x-amz-date"]
         signer = S3SigV4Auth(Credentials(key, secret, token), "s3", region)
         canonical = signer.canonical_request(req)
@@ -110,15 +120,28 @@ class SessionTokenS3:
         from botocore.awsrequest import AWSRequest
         from botocore.credentials import Credentials
 
-        drop = ("authorization", "x-amz-security-token", "x-amz-date", "host",
-                "x-amz-content-sha256", "content-length", "connection")
-        req = AWSRequest(method=method, url=backend["endpoint"] + path, data=body,
-                         headers={k: v for k, v in headers.items() if k.lower() not in drop})
-        S3SigV4Auth(Credentials(backend["access_key_id"], backend["secret_access_key"]), "s3",
-                    "us-east-1").add_auth(req)
+        drop = (
+            "authorization",
+            "x-amz-security-token",
+            "x-amz-date",
+            "host",
+            "x-amz-content-sha256",
+            "content-length",
+            "connection",
+        )
+        req = AWSRequest(
+            method=method,
+            url=backend["endpoint"] + path,
+            data=body,
+            headers={k: v for k, v in headers.items() if k.lower() not in drop},
+        )
+        S3SigV4Auth(
+            Credentials(backend["access_key_id"], backend["secret_access_key"]), "s3", "us-east-1"
+        ).add_auth(req)
         prepared = req.prepare()
-        return requests.request(method, prepared.url, headers=dict(prepared.headers), data=body,
-                                allow_redirects=False, timeout=60)
+        return requests.request(
+            method, prepared.url, headers=dict(prepared.headers), data=body, allow_redirects=False, timeout=60
+        )
 
     def close(self):
         self.server.shutdown()
@@ -127,40 +150,60 @@ class SessionTokenS3:
 
 def test_metaflow_datastore_sends_the_session_token(tmp_path):
     # the client parameters the supabase-free stack writes (no dashboard keys given)
-    program = run_program("supabase-free", {k: v for k, v in SECRETS.items()
-                                            if not k.startswith("s3")})
+    program = run_program("supabase-free", {k: v for k, v in SECRETS.items() if not k.startswith("s3")})
     values = program.one("pulumi-python:dynamic/mfs:MetaflowConfig").plain["values"]
     params = json.loads(values["METAFLOW_DATATOOLS_CLIENT_PARAMS"])
-    assert set(params) == {"aws_access_key_id", "aws_secret_access_key", "aws_session_token",
-                           "region_name"}
+    assert set(params) == {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name"}
 
     provider = LocalS3Provider()
-    s3 = provider.create({"state_dir": str(tmp_path / "s3"), "bucket": "mfs-session",
-                          "port": 0, "drop_data": True}).outs
+    s3 = provider.create(
+        {"state_dir": str(tmp_path / "s3"), "bucket": "mfs-session", "port": 0, "drop_data": True}
+    ).outs
     # Supabase's values: access key = project ref, secret = anon key, token = service-role JWT
     ref, anon = "qwertyuiopasdfghjklz", "eyJ.anon.key"
     proxy = SessionTokenS3(s3, ref, anon, TOKEN)
     try:
         params.update(aws_access_key_id=ref, aws_secret_access_key=anon, aws_session_token=TOKEN)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("METAFLOW_", "AWS_"))}
-        env.update({**values, "METAFLOW_DATATOOLS_CLIENT_PARAMS": json.dumps(params),
-                    "METAFLOW_S3_ENDPOINT_URL": proxy.url,
-                    "METAFLOW_DATASTORE_SYSROOT_S3": "s3://mfs-session/metaflow",
-                    "METAFLOW_DATATOOLS_S3ROOT": "s3://mfs-session/data",
-                    "METAFLOW_DEFAULT_METADATA": "local", "METAFLOW_HOME": str(tmp_path / "mf"),
-                    "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path / "local"),
-                    "USERNAME": "tester", "AWS_EC2_METADATA_DISABLED": "true"})
+        env.update(
+            {
+                **values,
+                "METAFLOW_DATATOOLS_CLIENT_PARAMS": json.dumps(params),
+                "METAFLOW_S3_ENDPOINT_URL": proxy.url,
+                "METAFLOW_DATASTORE_SYSROOT_S3": "s3://mfs-session/metaflow",
+                "METAFLOW_DATATOOLS_S3ROOT": "s3://mfs-session/data",
+                "METAFLOW_DEFAULT_METADATA": "local",
+                "METAFLOW_HOME": str(tmp_path / "mf"),
+                "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path / "local"),
+                "USERNAME": "tester",
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+        )
         env.pop("METAFLOW_SERVICE_URL"), env.pop("METAFLOW_SERVICE_AUTH_KEY")
         flow = ROOT / "tests" / "pulumi" / "flows" / "hello_flow.py"
-        run = subprocess.run([sys.executable, str(flow), "run", "--max-workers", "2"], env=env,
-                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        run = subprocess.run(
+            [sys.executable, str(flow), "run", "--max-workers", "2"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
         assert proxy.checked > 10 and proxy.refused == []
-        direct = boto3.client("s3", endpoint_url=s3["endpoint"], region_name="us-east-1",
-                              aws_access_key_id=s3["access_key_id"],
-                              aws_secret_access_key=s3["secret_access_key"])
-        keys = [o["Key"] for o in direct.list_objects_v2(
-            Bucket="mfs-session", Prefix="metaflow/PulumiHelloFlow/")["Contents"]]
+        direct = boto3.client(
+            "s3",
+            endpoint_url=s3["endpoint"],
+            region_name="us-east-1",
+            aws_access_key_id=s3["access_key_id"],
+            aws_secret_access_key=s3["secret_access_key"],
+        )
+        keys = [
+            o["Key"]
+            for o in direct.list_objects_v2(Bucket="mfs-session", Prefix="metaflow/PulumiHelloFlow/")[
+                "Contents"
+            ]
+        ]
         assert any("/data/" in k for k in keys)
     finally:
         proxy.close()

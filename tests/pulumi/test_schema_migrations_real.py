@@ -6,8 +6,7 @@ import shutil
 import asyncpg
 
 from components.providers._util import run_async
-from components.providers.schema_migrations import (SchemaMigrationsProvider,
-                                                    migration_inputs)
+from components.providers.schema_migrations import SchemaMigrationsProvider, migration_inputs
 from harness import ROOT
 
 
@@ -18,12 +17,12 @@ def query(dsn, sql):
             return await con.fetch(sql)
         finally:
             await con.close()
+
     return run_async(go())
 
 
 def props(dsn, sql_dir, drop=False):
-    return {"dsn": dsn, "sql_dir": str(sql_dir), "drop_on_destroy": drop,
-            **migration_inputs(str(sql_dir))}
+    return {"dsn": dsn, "sql_dir": str(sql_dir), "drop_on_destroy": drop, **migration_inputs(str(sql_dir))}
 
 
 def test_create_applies_update_adds_diff_shows_pending_delete_keeps(fresh_db, tmp_path):
@@ -47,16 +46,21 @@ def test_create_applies_update_adds_diff_shows_pending_delete_keeps(fresh_db, tm
     assert query(fresh_db, "select to_regclass('mfs.pulumi_test_extra') is not null as t")[0]["t"]
 
     provider.delete("schema-migrations", outs2)  # drop_on_destroy is off: data stays
-    assert query(fresh_db, "select count(*) as n from mfs.schema_migrations")[0]["n"] == len(
-        outs2["applied"])
+    assert query(fresh_db, "select count(*) as n from mfs.schema_migrations")[0]["n"] == len(outs2["applied"])
 
 
 def test_delete_drops_the_schemas_only_when_opted_in(fresh_db):
     provider = SchemaMigrationsProvider()
     outs = provider.create(props(fresh_db, ROOT / "sql", drop=True)).outs
-    assert query(fresh_db, "select count(*) as n from pg_namespace where nspname in ('mfs','mfs_api')")[0]["n"] == 2
+    assert (
+        query(fresh_db, "select count(*) as n from pg_namespace where nspname in ('mfs','mfs_api')")[0]["n"]
+        == 2
+    )
     provider.delete("schema-migrations", outs)
-    assert query(fresh_db, "select count(*) as n from pg_namespace where nspname in ('mfs','mfs_api')")[0]["n"] == 0
+    assert (
+        query(fresh_db, "select count(*) as n from pg_namespace where nspname in ('mfs','mfs_api')")[0]["n"]
+        == 0
+    )
 
 
 def test_create_is_idempotent_on_an_already_migrated_database(fresh_db):

@@ -52,15 +52,25 @@ def test_every_dynamic_provider_loads_and_creates_in_a_fresh_process(tmp_path, f
     jobs = {k: jobs[k] for k in order + [k for k in jobs if k not in order]}
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "jobs.json")],
-                          cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path / "jobs.json")],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     classes = {k: v["class"] for k, v in results.items()}
-    assert classes == {k: k.replace("mfs", "", 1).replace("supabase", "Supabase", 1)
-                       .replace("neon", "Neon", 1).replace("b2", "B2", 1) + "Provider"
-                       for k in jobs}, classes
+    assert classes == {
+        k: k.replace("mfs", "", 1)
+        .replace("supabase", "Supabase", 1)
+        .replace("neon", "Neon", 1)
+        .replace("b2", "B2", 1)
+        + "Provider"
+        for k in jobs
+    }, classes
     assert "value" in results["mfsRandomSecret"]["outs"]
     assert "applied" in results["mfsSchemaMigrations"]["outs"]
     assert results["mfsQuotaLimits"]["id"] == "quota-default"

@@ -10,36 +10,52 @@ COMPONENTS = ("Database", "ObjectStore", "MetadataCompute", "QuotaGuard")
 
 # distinctive fake secret values: none may appear outside a secret wrapper
 SECRETS = {
-    "supabaseAccessToken": "sbp-TOKEN-0001", "s3AccessKeyId": "S3KEY-0002",
-    "s3SecretAccessKey": "S3SECRET-0003", "neonApiKey": "NEON-KEY-0004",
-    "b2ApplicationKeyId": "B2ID-0005", "b2ApplicationKey": "B2KEY-0006",
-    "apiKey": "API-KEY-0007", "renderApiKey": "rnd-KEY-0008",
+    "supabaseAccessToken": "sbp-TOKEN-0001",
+    "s3AccessKeyId": "S3KEY-0002",
+    "s3SecretAccessKey": "S3SECRET-0003",
+    "neonApiKey": "NEON-KEY-0004",
+    "b2ApplicationKeyId": "B2ID-0005",
+    "b2ApplicationKey": "B2KEY-0006",
+    "apiKey": "API-KEY-0007",
+    "renderApiKey": "rnd-KEY-0008",
 }
 
 EXPECTED = {
     # stack: {component: child types that prove the backend choice}
-    "local": {"Database": [D + "mfs:LocalPostgres", D + "mfs:SchemaMigrations"],
-              "ObjectStore": [D + "mfs:LocalS3"],
-              "MetadataCompute": [D + "mfs:LocalRouter"]},
-    "supabase-free": {"Database": [D + "supabase:Project", D + "mfs:SchemaMigrations"],
-                      "ObjectStore": [D + "supabase:Bucket"],
-                      "MetadataCompute": [D + "supabase:Function"]},
-    "neon-r2": {"Database": [D + "neon:Project", D + "mfs:SchemaMigrations"],
-                "ObjectStore": ["cloudflare:index/r2Bucket:R2Bucket"],
-                "MetadataCompute": ["command:local:Command",
-                                    "cloudflare:index/workersScript:WorkersScript"]},
-    "cockroach-b2": {"Database": ["cockroach:index/cluster:Cluster",
-                                  "cockroach:index/sqlUser:SqlUser", D + "mfs:SchemaMigrations"],
-                     "ObjectStore": [D + "b2:Bucket"],
-                     "MetadataCompute": ["gcp:cloudrunv2/service:Service",
-                                         "gcp:secretmanager/secret:Secret"]},
-    "neon-cloudrun": {"Database": [D + "neon:Project"],
-                      "ObjectStore": ["cloudflare:index/r2Bucket:R2Bucket"],
-                      "MetadataCompute": ["gcp:cloudrunv2/service:Service"]},
-    "neon-render": {"Database": [D + "neon:Project", D + "mfs:SchemaMigrations"],
-                    "ObjectStore": ["cloudflare:index/r2Bucket:R2Bucket"],
-                    "MetadataCompute": ["pulumi:providers:render", "command:local:Command",
-                                        "render:services:WebService"]},
+    "local": {
+        "Database": [D + "mfs:LocalPostgres", D + "mfs:SchemaMigrations"],
+        "ObjectStore": [D + "mfs:LocalS3"],
+        "MetadataCompute": [D + "mfs:LocalRouter"],
+    },
+    "supabase-free": {
+        "Database": [D + "supabase:Project", D + "mfs:SchemaMigrations"],
+        "ObjectStore": [D + "supabase:Bucket"],
+        "MetadataCompute": [D + "supabase:Function"],
+    },
+    "neon-r2": {
+        "Database": [D + "neon:Project", D + "mfs:SchemaMigrations"],
+        "ObjectStore": ["cloudflare:index/r2Bucket:R2Bucket"],
+        "MetadataCompute": ["command:local:Command", "cloudflare:index/workersScript:WorkersScript"],
+    },
+    "cockroach-b2": {
+        "Database": [
+            "cockroach:index/cluster:Cluster",
+            "cockroach:index/sqlUser:SqlUser",
+            D + "mfs:SchemaMigrations",
+        ],
+        "ObjectStore": [D + "b2:Bucket"],
+        "MetadataCompute": ["gcp:cloudrunv2/service:Service", "gcp:secretmanager/secret:Secret"],
+    },
+    "neon-cloudrun": {
+        "Database": [D + "neon:Project"],
+        "ObjectStore": ["cloudflare:index/r2Bucket:R2Bucket"],
+        "MetadataCompute": ["gcp:cloudrunv2/service:Service"],
+    },
+    "neon-render": {
+        "Database": [D + "neon:Project", D + "mfs:SchemaMigrations"],
+        "ObjectStore": ["cloudflare:index/r2Bucket:R2Bucket"],
+        "MetadataCompute": ["pulumi:providers:render", "command:local:Command", "render:services:WebService"],
+    },
 }
 
 
@@ -77,8 +93,9 @@ def test_components_are_typed_and_parent_every_backend_resource(stack_run):
 
 def test_every_custom_resource_has_a_component_or_is_stack_level_on_purpose(stack_run):
     _, run = stack_run
-    top_level = {r.type for r in run.resources if r.custom and
-                 r.parent.split("::")[2] == "pulumi:pulumi:Stack"}
+    top_level = {
+        r.type for r in run.resources if r.custom and r.parent.split("::")[2] == "pulumi:pulumi:Stack"
+    }
     # the name suffix is shared by every component's names
     assert top_level <= {D + "mfs:MetaflowConfig", D + "mfs:RandomSecret", D + "mfs:RandomSuffix"}
 
@@ -97,10 +114,15 @@ def test_no_secret_value_is_stored_in_plain_text(stack_run):
 
 def test_generated_secrets_are_marked_secret_for_the_engine(stack_run):
     _, run = stack_run
-    expect = {"RandomSecret": {"value"}, "MetaflowConfig": {"config_json", "files"},
-              "LocalPostgres": {"url"}, "LocalS3": {"access_key_id", "secret_access_key"},
-              "supabase:Project": {"db_url", "db_pass"}, "neon:Project": {"db_url"},
-              "b2:Bucket": {"access_key_id", "secret_access_key"}}
+    expect = {
+        "RandomSecret": {"value"},
+        "MetaflowConfig": {"config_json", "files"},
+        "LocalPostgres": {"url"},
+        "LocalS3": {"access_key_id", "secret_access_key"},
+        "supabase:Project": {"db_url", "db_pass"},
+        "neon:Project": {"db_url"},
+        "b2:Bucket": {"access_key_id", "secret_access_key"},
+    }
     for r in run.resources:
         for suffix, outs in expect.items():
             if r.type.endswith(suffix):
@@ -144,8 +166,7 @@ def test_migrations_and_quota_use_the_database_url_secretly(stack_run):
     quota = run.one(D + "mfs:QuotaLimits")
     assert is_secret(schema.inputs["dsn"]) and is_secret(quota.inputs["dsn"])
     assert schema.plain["dsn"] == quota.plain["dsn"]
-    assert schema.plain["migrations"] and schema.plain["migrations"] == sorted(
-        schema.plain["migrations"])
+    assert schema.plain["migrations"] and schema.plain["migrations"] == sorted(schema.plain["migrations"])
 
 
 def test_the_stack_tells_how_to_open_the_ui_over_its_profile(stack_run):

@@ -18,8 +18,9 @@ def test_a_silent_server_times_out():
         listener.listen()
         accepted = []
         threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
-        api = VendorApi(f"http://127.0.0.1:{listener.getsockname()[1]}", "secret-token",
-                        timeout=0.5, attempts=1)
+        api = VendorApi(
+            f"http://127.0.0.1:{listener.getsockname()[1]}", "secret-token", timeout=0.5, attempts=1
+        )
         started = time.monotonic()
         with pytest.raises(VendorError, match="no answer") as err:
             api.call("GET", "/x", "probe")

@@ -31,13 +31,54 @@ def openssl(*args, cwd):
 def tls_server(tmp_path_factory):
     certs = tmp_path_factory.mktemp("certs")
     certs.chmod(0o755)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-            "-keyout", "ca.key", "-out", "ca.pem", cwd=certs)
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", "server.key", "-out", "server.csr", cwd=certs)
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        cwd=certs,
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        cwd=certs,
+    )
     (certs / "ext.cnf").write_text("subjectAltName=DNS:localhost\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem", cwd=certs)
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+        cwd=certs,
+    )
     debian = Path("/usr/lib/postgresql/15/bin")  # built with OpenSSL (pgserver's is not)
     server = LocalPostgres(debian, settings={"ssl": "on"})
     # the server reads its key and certificate from its own data folder (owner-only key)
@@ -51,6 +92,7 @@ def tls_server(tmp_path_factory):
             target.write_bytes((certs / name).read_bytes())
             target.chmod(0o600)
             server._chown(target)
+
     server._initdb = initdb
     server.start()
     try:
@@ -62,14 +104,14 @@ def tls_server(tmp_path_factory):
 def migrate(url, home, ca):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PGSSLROOTCERT")}
     env.update(HOME=str(home), SSL_CERT_FILE=str(ca), PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-c", CHILD, url], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, url], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_verify_full_works_through_the_system_trust_store(tls_server, tmp_path):
     server, certs = tls_server
-    url = (f"postgresql://postgres:{server.password}@localhost:{server.port}/postgres"
-           "?sslmode=verify-full")
+    url = f"postgresql://postgres:{server.password}@localhost:{server.port}/postgres?sslmode=verify-full"
     assert not (tmp_path / ".postgresql").exists()
     done = migrate(url, tmp_path, certs / "ca.pem")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -77,7 +119,21 @@ def test_verify_full_works_through_the_system_trust_store(tls_server, tmp_path):
     # a store that does not hold the server's CA: refused, not silently unverified
     other = tmp_path / "other"
     other.mkdir()
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other",
-            "-keyout", "o.key", "-out", "o.pem", cwd=other)
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=other",
+        "-keyout",
+        "o.key",
+        "-out",
+        "o.pem",
+        cwd=other,
+    )
     refused = migrate(url, tmp_path, other / "o.pem")
     assert refused.returncode != 0 and "certificate verify failed" in refused.stderr

@@ -30,10 +30,14 @@ def test_supabase_function_gets_key_scope_and_prefix_as_secrets():
     fn = run.one(D + "supabase:Function")
     assert is_secret(fn.inputs["secrets"]) and is_secret(fn.inputs["access_token"])
     # the transaction pooler (port 6543), no prepared statements, two connections per isolate
-    assert fn.plain["secrets"] == {"METADATA_API_KEY": SECRETS["apiKey"],
-                                   "QUOTA_SCOPE": "team-a", "PATH_PREFIX": "/metadata-router",
-                                   "DATABASE_URL": "postgresql://u:p@pooler:6543/postgres",
-                                   "DB_PREPARE": "false", "DB_MAX_CONNECTIONS": "2"}
+    assert fn.plain["secrets"] == {
+        "METADATA_API_KEY": SECRETS["apiKey"],
+        "QUOTA_SCOPE": "team-a",
+        "PATH_PREFIX": "/metadata-router",
+        "DATABASE_URL": "postgresql://u:p@pooler:6543/postgres",
+        "DB_PREPARE": "false",
+        "DB_MAX_CONNECTIONS": "2",
+    }
     assert "pooler_url" in run.one(D + "supabase:Project").secret_outputs
     project = run.one(D + "supabase:Project")
     assert fn.plain["ref"] == run.one(D + "supabase:Bucket").plain["ref"] == "abcdefghijklmnopqrst"
@@ -55,13 +59,17 @@ def test_worker_bindings_carry_the_database_url_and_key_as_secrets():
     assert is_secret(script.inputs["bindings"])  # the whole list, as it holds secrets
     bindings = {b["name"]: b for b in script.plain["bindings"]}
     # Neon's pooler host, as Neon advises for serverless clients (the Worker: no prepare, max 1)
-    assert bindings["DATABASE_URL"] == {"type": "secret_text", "name": "DATABASE_URL",
-                                        "text": "postgresql://u:p@ep-1-pooler.neon.example/neondb"}
+    assert bindings["DATABASE_URL"] == {
+        "type": "secret_text",
+        "name": "DATABASE_URL",
+        "text": "postgresql://u:p@ep-1-pooler.neon.example/neondb",
+    }
     assert bindings["METADATA_API_KEY"]["text"] == SECRETS["apiKey"]
     assert run.one("cloudflare:index/r2Bucket:R2Bucket").retain_on_delete
     direct = run_program("neon-r2", {**SECRETS, "neonPooledForWorker": False})
-    bindings = {b["name"]: b for b in direct.one(
-        "cloudflare:index/workersScript:WorkersScript").plain["bindings"]}
+    bindings = {
+        b["name"]: b for b in direct.one("cloudflare:index/workersScript:WorkersScript").plain["bindings"]
+    }
     assert bindings["DATABASE_URL"]["text"] == "postgresql://u:p@pooler:5432/postgres"
 
 
@@ -107,10 +115,13 @@ def test_supabase_without_s3_keys_uses_session_token_credentials_in_one_up():
     run = run_program("supabase-free", cfg)
     bucket = run.one(D + "supabase:Bucket")
     assert {"secret_access_key", "session_token"} <= set(bucket.secret_outputs)
-    params = json.loads(run.one(D + "mfs:MetaflowConfig").plain["values"][
-        "METAFLOW_DATATOOLS_CLIENT_PARAMS"])
-    assert params == {"aws_access_key_id": "B2K", "aws_secret_access_key": "B2S",
-                      "region_name": "us-east-1", "aws_session_token": "JWT"}
+    params = json.loads(run.one(D + "mfs:MetaflowConfig").plain["values"]["METAFLOW_DATATOOLS_CLIENT_PARAMS"])
+    assert params == {
+        "aws_access_key_id": "B2K",
+        "aws_secret_access_key": "B2S",
+        "region_name": "us-east-1",
+        "aws_session_token": "JWT",
+    }
 
 
 def test_r2_credentials_are_minted_from_a_bucket_scoped_token():
@@ -124,10 +135,10 @@ def test_r2_credentials_are_minted_from_a_bucket_scoped_token():
     policy = token.plain["policies"][0]
     bucket = run.one("cloudflare:index/r2Bucket:R2Bucket").plain["name"]
     assert json.loads(policy["resources"]) == {
-        f"com.cloudflare.edge.r2.bucket.your-cloudflare-account-id_default_{bucket}": "*"}
+        f"com.cloudflare.edge.r2.bucket.your-cloudflare-account-id_default_{bucket}": "*"
+    }
     assert [g["id"] for g in policy["permissionGroups"]] == ["pg-read", "pg-write"]
-    params = json.loads(run.one(D + "mfs:MetaflowConfig").plain["values"][
-        "METAFLOW_DATATOOLS_CLIENT_PARAMS"])
+    params = json.loads(run.one(D + "mfs:MetaflowConfig").plain["values"]["METAFLOW_DATATOOLS_CLIENT_PARAMS"])
     # access key id = the token's id, secret = SHA-256 of the token's value
     assert params["aws_access_key_id"] == "object-store-r2-token-id"
     assert params["aws_secret_access_key"] == hashlib.sha256(b"r2-token-value").hexdigest()
@@ -135,8 +146,11 @@ def test_r2_credentials_are_minted_from_a_bucket_scoped_token():
 
 def test_cockroach_keeps_user_and_database_unless_drop_data():
     kept = run_program("cockroach-b2", SECRETS)
-    for t in ("cockroach:index/cluster:Cluster", "cockroach:index/sqlUser:SqlUser",
-              "cockroach:index/database:Database"):
+    for t in (
+        "cockroach:index/cluster:Cluster",
+        "cockroach:index/sqlUser:SqlUser",
+        "cockroach:index/database:Database",
+    ):
         assert kept.one(t).retain_on_delete, t
     dropped = run_program("cockroach-b2", {**SECRETS, "dropDataOnDestroy": True})
     assert not dropped.one("cockroach:index/database:Database").retain_on_delete

@@ -37,8 +37,9 @@ def drop_inline_discriminators(node):
 
 
 class StandIn:
-    def __init__(self, spec_file: str, answer, error_body=lambda status: {"message": "error"},
-                 undocumented: str = "\0"):
+    def __init__(
+        self, spec_file: str, answer, error_body=lambda status: {"message": "error"}, undocumented: str = "\0"
+    ):
         """`undocumented`: a path prefix the document does not cover (answered, not validated)."""
         spec = json.loads((VENDOR / spec_file).read_text())
         drop_inline_discriminators(spec)
@@ -59,15 +60,20 @@ class StandIn:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 url = f"http://127.0.0.1:{self.server.server_port}{self.path}"
-                req = requests.Request(self.command, url, headers=dict(self.headers),
-                                       data=body).prepare()
+                req = requests.Request(self.command, url, headers=dict(self.headers), data=body).prepare()
                 parts = urlsplit(self.path)
-                path = parts.path[len(outer.base):]  # relative to the document's server
+                path = parts.path[len(outer.base) :]  # relative to the document's server
                 with outer.lock:
                     outer.calls.append((self.command, path))
                     outer.bodies[(self.command, path)] = body
-                    fault = next((f for f in outer.faults if f[3] > 0 and f[0] == self.command
-                                  and path.startswith(f[1])), None)
+                    fault = next(
+                        (
+                            f
+                            for f in outer.faults
+                            if f[3] > 0 and f[0] == self.command and path.startswith(f[1])
+                        ),
+                        None,
+                    )
                     if fault:
                         fault[3] -= 1
                 documented = not path.startswith(undocumented)
@@ -75,16 +81,22 @@ class StandIn:
                     if documented:
                         outer.openapi.validate_request(RequestsOpenAPIRequest(req))
                 except Exception as exc:  # report, answer 400 like the real API would
-                    outer.errors.append(f"{self.command} {self.path}: {exc!r} "
-                                        f"{getattr(exc, '__cause__', '')!r}")
+                    outer.errors.append(
+                        f"{self.command} {self.path}: {exc!r} {getattr(exc, '__cause__', '')!r}"
+                    )
                     self._send(req, 400, error_body(400), validate=False)
                     return
                 if fault:
                     self._send(req, fault[2], error_body(fault[2]), validate=False)
                     return
                 with outer.lock:
-                    status, payload = answer(outer, self.command, path, parse_qs(parts.query),
-                                             json.loads(body) if body and body[:1] in b"{[" else body)
+                    status, payload = answer(
+                        outer,
+                        self.command,
+                        path,
+                        parse_qs(parts.query),
+                        json.loads(body) if body and body[:1] in b"{[" else body,
+                    )
                 self._send(req, status, payload, validate=documented and status < 300)
 
             def _send(self, req, status, payload, validate=True):
@@ -94,8 +106,9 @@ class StandIn:
                     resp.status_code, resp._content = status, data
                     resp.headers["Content-Type"] = "application/json"
                     try:
-                        outer.openapi.validate_response(RequestsOpenAPIRequest(req),
-                                                        RequestsOpenAPIResponse(resp))
+                        outer.openapi.validate_response(
+                            RequestsOpenAPIRequest(req), RequestsOpenAPIResponse(resp)
+                        )
                     except Exception as exc:
                         outer.errors.append(f"stand-in answer to {req.method} {req.url}: {exc!r}")
                 self.send_response(status)
@@ -142,8 +155,7 @@ class StandIn:
         kind = schema.get("type", "object")
         if kind == "object":
             props = schema.get("properties", {})
-            return {k: self._example(props.get(k, {"type": "string"}))
-                    for k in schema.get("required", [])}
+            return {k: self._example(props.get(k, {"type": "string"})) for k in schema.get("required", [])}
         if kind == "array":
             return []
         if "minimum" in schema:

@@ -15,7 +15,8 @@ import pytest
 
 from testkit import ROOT, Router, new_database, q, run_sync  # noqa: F401  (re-exported to the campaign tests)
 from mfs import migrations
-from mfs.local_postgres import DEBIAN_BIN, LocalPostgres
+from mfs.local_postgres import LocalPostgres
+from mfs.postgres_binaries import DEBIAN_BIN
 
 ROUTER_DIR = ROOT / "functions" / "metadata-router"
 OPENAPI = ROUTER_DIR / "openapi.yaml"
@@ -26,7 +27,8 @@ FIGURES = Path("/tmp/reliability/figures.md")
 TABLES = ["flows_v3", "runs_v3", "steps_v3", "tasks_v3", "metadata_v3", "artifact_v3"]
 DIGEST_SQL = " union all ".join(
     f"select '{t}', count(*), coalesce(md5(string_agg(x::text, '|' order by x::text)), '') from public.{t} x"
-    for t in TABLES)
+    for t in TABLES
+)
 
 
 def digest(dsn: str) -> dict:
@@ -73,8 +75,10 @@ def run_flow_cmd(flow: str, *args: str) -> list[str]:
 def client_json(env: dict, code: str, timeout: int = 300):
     import json
     import textwrap
+
     script = "import json\nfrom metaflow import *\n" + textwrap.dedent(code)
-    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                         timeout=timeout)
+    res = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])

@@ -47,13 +47,21 @@ import requests
 from .conftest import ROOT, ROUTER_DIR, TABLES, Router, figure, new_database, parse_routes, q, run_sync
 from testkit import drain, port_open, read_until
 from mfs import migrations
-from mfs.local_postgres import DEBIAN_BIN, LocalPostgres
+from mfs.local_postgres import LocalPostgres
+from mfs.postgres_binaries import DEBIAN_BIN
 from mfs.processes import free_port
 from mfs.router import deno_binary
 
 HANDLER = ROUTER_DIR / "handler.ts"
-VALUES = {"flow_id": "AuthFlow", "run_number": "1", "step_name": "start", "task_id": "1",
-          "name": "x", "attempt_id": "0", "kind": "flows"}
+VALUES = {
+    "flow_id": "AuthFlow",
+    "run_number": "1",
+    "step_name": "start",
+    "task_id": "1",
+    "name": "x",
+    "attempt_id": "0",
+    "kind": "flows",
+}
 
 
 def concrete(pattern: str) -> str:
@@ -94,12 +102,19 @@ def assert_json_message(r: requests.Response, status: int) -> str:
 
 # ----------------------------------------------------------------------------- 401 everywhere
 
+
 def test_every_route_refuses_missing_and_wrong_keys(router):
     routes = parse_routes()
     assert len(routes) >= 25 and ("GET", "/ping") in routes
     assert not any("healthcheck" in p for _, p in routes)  # the open probe is not a table route
-    routes += [("GET", "/nonexistent"), ("DELETE", "/flows/AuthFlow"), ("PUT", "/ping"), ("POST", "/healthcheck"),
-               ("PATCH", "/healthcheck"), ("GET", "/healthcheck/x")]
+    routes += [
+        ("GET", "/nonexistent"),
+        ("DELETE", "/flows/AuthFlow"),
+        ("PUT", "/ping"),
+        ("POST", "/healthcheck"),
+        ("PATCH", "/healthcheck"),
+        ("GET", "/healthcheck/x"),
+    ]
     s = requests.Session()
     n = 0
     for method, pattern in routes:
@@ -123,38 +138,49 @@ def test_every_route_refuses_missing_and_wrong_keys(router):
 
 def test_the_health_probe_is_the_only_thing_answered_before_the_key_check():
     src = HANDLER.read_text()
-    body = src[src.index("return async (req: Request): Promise<Response> => {"):]
-    body = body[body.index("=> {"):]
+    body = src[src.index("return async (req: Request): Promise<Response> => {") :]
+    body = body[body.index("=> {") :]
     before_auth = body[: body.index("keyMatches(")]
     assert before_auth.count("return ") == 1 and "HEALTH_PATH" in before_auth
     assert re.search(r'const HEALTH_PATH = "/healthcheck";', src)
     assert re.search(r'req\.method === "GET" && "/" \+ segments\.join\("/"\) === HEALTH_PATH', before_auth)
     # the key is used in exactly two places: the startup check and keyMatches
-    assert [m.group(0) for m in re.finditer(r"config\.apiKey[^)\n]*", src)] == ["config.apiKey", "config.apiKey"]
-    assert "keyMatches(req.headers.get(\"x-api-key\"), config.apiKey)" in src
+    assert [m.group(0) for m in re.finditer(r"config\.apiKey[^)\n]*", src)] == [
+        "config.apiKey",
+        "config.apiKey",
+    ]
+    assert 'keyMatches(req.headers.get("x-api-key"), config.apiKey)' in src
 
 
 # ----------------------------------------------------------------------------- constant time
+
 
 def key_matches_source() -> str:
     src = HANDLER.read_text()
     start = src.index("export async function keyMatches(")
     end = src.index("\n}\n", start)
-    return src[start:end + 2]
+    return src[start : end + 2]
 
 
 def test_key_comparison_is_constant_time_by_construction():
     fn = key_matches_source()
     # both sides are hashed to fixed-length digests (the length of the key does not leak) ...
     assert re.search(r"await Promise\.all\(\[sha256\(given \?\? \"\"\), sha256\(expected\)\]\)", fn), fn
-    assert "crypto.subtle.digest(\"SHA-256\"" in HANDLER.read_text()
+    assert 'crypto.subtle.digest("SHA-256"' in HANDLER.read_text()
     # ... compared byte by byte over the whole digest, accumulating differences ...
     loop = re.search(r"for \(let i = 0; i < a\.length; i\+\+\) diff \|= a\[i\] \^ b\[i\];", fn)
     assert loop, fn
     # ... with no early exit and no direct string comparison
     assert "break" not in fn and fn.count("return") == 1 and fn.rstrip().endswith("return diff === 0;\n}")
-    for bad in ("given === expected", "expected === given", "given == expected", ".startsWith(", "localeCompare",
-                "a[i] !== b[i]", "a[i] != b[i]"):
+    for bad in (
+        "given === expected",
+        "expected === given",
+        "given == expected",
+        ".startsWith(",
+        "localeCompare",
+        "a[i] !== b[i]",
+        "a[i] != b[i]",
+    ):
         assert bad not in fn, bad
 
 
@@ -174,19 +200,34 @@ def test_key_matches_in_deno():
       console.log(JSON.stringify(out));
     """
     code = f"import {{ keyMatches }} from {str(HANDLER.as_uri())!r};\n{cases}"
-    res = subprocess.run([deno_binary(), "eval", "--ext=ts", code], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [deno_binary(), "eval", "--ext=ts", code], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     import json
+
     assert json.loads(res.stdout.strip().splitlines()[-1]) == {
-        "same": True, "nul": False, "empty": False, "prefix": False, "longer": False, "changed": False,
-        "unicode": True, "nullEmpty": False}
+        "same": True,
+        "nul": False,
+        "empty": False,
+        "prefix": False,
+        "longer": False,
+        "changed": False,
+        "unicode": True,
+        "nullEmpty": False,
+    }
 
 
 def test_wrong_key_timings_are_recorded_as_a_figure(router):
     """Figures only (no assertion): median 401 latency per kind of wrong key on GET /version."""
     k = router.key
-    kinds = {"first char wrong": "#" + k[1:], "last char wrong": k[:-1] + "#", "prefix": k[:-1],
-             "1 char": "x", "10x longer": k * 10}
+    kinds = {
+        "first char wrong": "#" + k[1:],
+        "last char wrong": k[:-1] + "#",
+        "prefix": k[:-1],
+        "1 char": "x",
+        "10x longer": k * 10,
+    }
     conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=10)
     times: dict[str, list[float]] = {name: [] for name in kinds}
     try:
@@ -201,11 +242,14 @@ def test_wrong_key_timings_are_recorded_as_a_figure(router):
     finally:
         conn.close()
     med = {name: statistics.median(v) * 1e6 for name, v in times.items()}
-    figure("auth timing (median us of a 401 over 300 tries, loopback, no assertion): "
-           + ", ".join(f"{n} {m:.0f}" for n, m in med.items()))
+    figure(
+        "auth timing (median us of a 401 over 300 tries, loopback, no assertion): "
+        + ", ".join(f"{n} {m:.0f}" for n, m in med.items())
+    )
 
 
 # ----------------------------------------------------------------------------- secrets in logs and bodies
+
 
 @pytest.fixture(scope="module")
 def secret_pg():
@@ -302,26 +346,52 @@ def test_no_secret_in_log_or_error_bodies(secret_pg):
         logs.append(r2.log_text())
     everything = secret_list + [bad_pw, bad_dsn, closed]
     for a in answers:
-        assert leaks(raw(a), everything) == [], (a.request.method, a.request.url[:80], a.status_code, a.text[:300])
+        assert leaks(raw(a), everything) == [], (
+            a.request.method,
+            a.request.url[:80],
+            a.status_code,
+            a.text[:300],
+        )
         if a.status_code >= 400:
             assert_json_message(a, a.status_code)
     for status, headers, text in raw_answers:
         assert leaks(headers + "\n" + text, everything) == [], text
     for text in logs:
         assert leaks(text, everything) == [], text[-3000:]
-    figure(f"secrets: {len(answers) + len(raw_answers)} answers (statuses {sorted({a.status_code for a in answers})}) and "
-           f"{len(logs)} router logs ({sum(len(t) for t in logs)} bytes) hold no key, password or DSN")
+    figure(
+        f"secrets: {len(answers) + len(raw_answers)} answers (statuses {sorted({a.status_code for a in answers})}) and "
+        f"{len(logs)} router logs ({sum(len(t) for t in logs)} bytes) hold no key, password or DSN"
+    )
 
 
 # ----------------------------------------------------------------------------- python -m mfs local
+
 
 def test_mfs_local_key_file_is_0600_and_the_key_is_never_printed(tmp_path):
     data_dir = tmp_path / "local"
     port, db_port = free_port(), free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1", METAFLOW_HOME=str(tmp_path / "mfhome"))
-    proc = subprocess.Popen([sys.executable, "-m", "mfs", "local", "--data-dir", str(data_dir), "--port", str(port),
-                             "--db-port", str(db_port), "--postgres", "debian"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mfs",
+            "local",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--db-port",
+            str(db_port),
+            "--postgres",
+            "debian",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         out, lines = read_until(proc, "Ctrl-C stops", 180)
         assert "ready in" in out
@@ -332,7 +402,10 @@ def test_mfs_local_key_file_is_0600_and_the_key_is_never_printed(tmp_path):
         assert len(key) >= 32
         assert key not in out  # it prints $(cat <file>), not the key
         assert f"METAFLOW_SERVICE_AUTH_KEY=$(cat {key_file})" in out
-        assert requests.get(f"http://127.0.0.1:{port}/ping", headers={"x-api-key": key}, timeout=10).status_code == 200
+        assert (
+            requests.get(f"http://127.0.0.1:{port}/ping", headers={"x-api-key": key}, timeout=10).status_code
+            == 200
+        )
         assert requests.get(f"http://127.0.0.1:{port}/ping", timeout=10).status_code == 401
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -376,14 +449,20 @@ print("final:", oct(stat.S_IMODE((Path(sys.argv[1]) / "api-key").stat().st_mode)
 def test_mfs_local_key_file_is_never_readable_by_others(tmp_path):
     """The key file must be created 0600, not created with the umask's mode and chmod-ed after:
     in between, any local user may open it (and keep reading through that descriptor)."""
-    res = subprocess.run([sys.executable, "-c", AUDIT, str(tmp_path / "d")], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-c", AUDIT, str(tmp_path / "d")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     assert "final: 0o600" in res.stdout
     modes = re.search(r"modes before chmod: \[(.*)\]", res.stdout).group(1)
     before = [int(m) for m in modes.split(",") if m.strip()]
     assert all(m & 0o077 == 0 for m in before), (
-        f"the key file existed with mode {', '.join(oct(m) for m in before)} before it was chmod-ed to 0600")
+        f"the key file existed with mode {', '.join(oct(m) for m in before)} before it was chmod-ed to 0600"
+    )
 
 
 # ----------------------------------------------------------------------------- Supabase's roles
@@ -429,45 +508,74 @@ def supabase_dbs():
         finally:
             shutil.rmtree(one)
         as_login = lambda d: d.replace("postgres:" + pg.password + "@", "authenticator:" + pw + "@")  # noqa: E731
-        yield {"after": (after, as_login(after)), "before": (before, as_login(before)),
-               "only0001": (only0001, as_login(only0001))}
+        yield {
+            "after": (after, as_login(after)),
+            "before": (before, as_login(before)),
+            "only0001": (only0001, as_login(only0001)),
+        }
 
 
 def test_supabase_default_privileges_would_expose_the_tables_without_0008(supabase_dbs):
     admin, _ = supabase_dbs["only0001"]
-    rows = q(admin, "select bool_and(has_table_privilege('anon', 'public.' || t, 'select')) "
-                    "from unnest($1::text[]) t", TABLES)
+    rows = q(
+        admin,
+        "select bool_and(has_table_privilege('anon', 'public.' || t, 'select')) from unnest($1::text[]) t",
+        TABLES,
+    )
     assert rows[0][0] is True  # the test setup is realistic: 0008 has something to undo
 
 
 def ex(dsn: str, sql: str) -> None:
     """Runs a script of several statements."""
+
     async def go():
         con = await asyncpg.connect(dsn)
         try:
             await con.execute(sql)
         finally:
             await con.close()
+
     run_sync(go())
 
 
 def objects(admin: str):
-    cols = {r[0]: r[1] for r in q(admin, "select distinct on (table_name) table_name, column_name "
-                                         "from information_schema.columns where table_schema = 'public' "
-                                         "order by table_name, ordinal_position")}
-    fns = q(admin, """select p.oid::regprocedure::text sig, n.nspname || '.' || p.proname fn,
+    cols = {
+        r[0]: r[1]
+        for r in q(
+            admin,
+            "select distinct on (table_name) table_name, column_name "
+            "from information_schema.columns where table_schema = 'public' "
+            "order by table_name, ordinal_position",
+        )
+    }
+    fns = q(
+        admin,
+        """select p.oid::regprocedure::text sig, n.nspname || '.' || p.proname fn,
                              coalesce((select string_agg('null::' || format_type(t, null), ', ' order by i)
                                          from unnest(p.proargtypes) with ordinality a(t, i)), '') args,
                              p.prorettype = 'trigger'::regtype is_trigger
                         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-                       where n.nspname in ('mfs', 'mfs_api') and p.prokind = 'f'""")
-    seqs = [r[0] for r in q(admin, "select schemaname || '.' || sequencename from pg_sequences "
-                                   "where schemaname in ('public', 'mfs', 'mfs_api')")]
+                       where n.nspname in ('mfs', 'mfs_api') and p.prokind = 'f'""",
+    )
+    seqs = [
+        r[0]
+        for r in q(
+            admin,
+            "select schemaname || '.' || sequencename from pg_sequences "
+            "where schemaname in ('public', 'mfs', 'mfs_api')",
+        )
+    ]
     # tables and views (mfs.quota_usage is a view over mfs.quota_slots since 0020)
-    mfs_tables = [r[0] for r in q(admin, "select schemaname || '.' || tablename from pg_tables "
-                                         "where schemaname in ('mfs', 'mfs_api') union all "
-                                         "select schemaname || '.' || viewname from pg_views "
-                                         "where schemaname in ('mfs', 'mfs_api')")]
+    mfs_tables = [
+        r[0]
+        for r in q(
+            admin,
+            "select schemaname || '.' || tablename from pg_tables "
+            "where schemaname in ('mfs', 'mfs_api') union all "
+            "select schemaname || '.' || viewname from pg_views "
+            "where schemaname in ('mfs', 'mfs_api')",
+        )
+    ]
     return cols, fns, seqs, mfs_tables
 
 
@@ -482,15 +590,22 @@ def test_supabase_roles_cannot_touch_the_data_or_the_api(supabase_dbs, db, role)
     statements = []
     for t in TABLES:
         c = cols[t]
-        statements += [f"select * from public.{t}", f"insert into public.{t} default values",
-                       f"update public.{t} set {c} = {c}", f"delete from public.{t}", f"truncate public.{t}",
-                       f"select count(*) from public.{t}"]
+        statements += [
+            f"select * from public.{t}",
+            f"insert into public.{t} default values",
+            f"update public.{t} set {c} = {c}",
+            f"delete from public.{t}",
+            f"truncate public.{t}",
+            f"select count(*) from public.{t}",
+        ]
     statements += [f"select nextval('{s}')" for s in seqs] + [f"select last_value from {s}" for s in seqs]
     for t in mfs_tables:
         statements += [f"select * from {t}", f"delete from {t}"]
     statements += [f"select {f['fn']}({f['args']})" for f in fns if not f["is_trigger"]]
-    statements += ["select * from mfs_api.call('default', 'ping', '{}', '{}')",
-                   "select mfs_api.set_quota_limits('default', null, null)"]
+    statements += [
+        "select * from mfs_api.call('default', 'ping', '{}', '{}')",
+        "select mfs_api.set_quota_limits('default', null, null)",
+    ]
 
     async def go():
         con = await asyncpg.connect(login)
@@ -514,7 +629,9 @@ def test_supabase_roles_cannot_touch_the_data_or_the_api(supabase_dbs, db, role)
     assert allowed == [] and other == [], (allowed[:10], other[:10])
 
     # the same by the catalog, and the second line of defence: row level security on
-    privs = q(admin, """
+    privs = q(
+        admin,
+        """
         select 'table ' || t from unnest($2::text[]) t
          where has_table_privilege($1, 'public.' || t, 'select, insert, update, delete, truncate, references, trigger')
         union all
@@ -530,6 +647,9 @@ def test_supabase_roles_cannot_touch_the_data_or_the_api(supabase_dbs, db, role)
         union all
         select 'no rls ' || c.relname from pg_class c
          where c.relnamespace = 'public'::regnamespace and c.relname = any($2::text[]) and not c.relrowsecurity
-    """, role, TABLES)
+    """,
+        role,
+        TABLES,
+    )
     assert [r[0] for r in privs] == []
     figure(f"supabase roles: {role} on the '{db}' database: {len(statements)} statements, all 42501")

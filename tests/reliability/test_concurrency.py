@@ -39,8 +39,9 @@ def test_three_foreach_runs_of_100_with_32_workers_at_once(router, migrated_db, 
     procs = {}
     try:
         for name in FLOW_NAMES:
-            procs[name] = start_flow(env, files[name], tmp_path / f"{name}.log",
-                                     "--n", str(N), "--max-workers", str(WORKERS))
+            procs[name] = start_flow(
+                env, files[name], tmp_path / f"{name}.log", "--n", str(N), "--max-workers", str(WORKERS)
+            )
         ended = {}
         while len(ended) < len(procs) and time.monotonic() - t0 < 1400:
             for name, p in procs.items():
@@ -56,9 +57,15 @@ def test_three_foreach_runs_of_100_with_32_workers_at_once(router, migrated_db, 
                 p.wait(10)
     wall = time.monotonic() - t0
     # the runs really overlapped: each run's tasks were created while the others were creating theirs
-    spans = {r[0]: (r[1], r[2]) for r in q(migrated_db, """select flow_id, min(ts_epoch), max(ts_epoch)
+    spans = {
+        r[0]: (r[1], r[2])
+        for r in q(
+            migrated_db,
+            """select flow_id, min(ts_epoch), max(ts_epoch)
                                                              from tasks_v3 where step_name = 'each'
-                                                            group by flow_id""")}
+                                                            group by flow_id""",
+        )
+    }
     assert set(spans) == set(FLOW_NAMES)
     assert max(s[0] for s in spans.values()) < min(s[1] for s in spans.values()), spans
 
@@ -66,17 +73,27 @@ def test_three_foreach_runs_of_100_with_32_workers_at_once(router, migrated_db, 
     fivexx = [line for line in log.splitlines() if "internal error" in line or "database unavailable" in line]
     assert fivexx == [], fivexx[:20]
 
-    shapes = {name: check_foreach_run(migrated_db, env, name, N, total=sum(i * i for i in range(N)))
-              for name in FLOW_NAMES}
+    shapes = {
+        name: check_foreach_run(migrated_db, env, name, N, total=sum(i * i for i in range(N)))
+        for name in FLOW_NAMES
+    }
     # the three flows are the same program: their foreach tasks must look alike, row for row
     assert len({s["metadata"] for s in shapes.values()}) == 1, shapes
     assert len({s["artifacts"] for s in shapes.values()}) == 1, shapes
     assert len({s["metadata_rows"] for s in shapes.values()}) == 1, shapes
-    totals = {r[0]: r[1] for r in q(migrated_db, """select flow_id, count(*) from tasks_v3
-                                                      group by flow_id""")}
+    totals = {
+        r[0]: r[1]
+        for r in q(
+            migrated_db,
+            """select flow_id, count(*) from tasks_v3
+                                                      group by flow_id""",
+        )
+    }
     assert totals == {name: N + 4 for name in FLOW_NAMES}
-    figure(f"concurrency: 3 foreach runs of {N} with --max-workers {WORKERS} at once through one router "
-           f"(2 cores): all succeeded in {wall:.0f}s wall (runs ended at "
-           f"{', '.join(f'{ended[n]:.0f}s' for n in FLOW_NAMES)}); {3 * (N + 4)} tasks, each stored once, "
-           f"{sum(s['metadata_rows'] for s in shapes.values())} foreach metadata rows with identical "
-           f"per-task shapes across the 3 flows, 0 router 5xx")
+    figure(
+        f"concurrency: 3 foreach runs of {N} with --max-workers {WORKERS} at once through one router "
+        f"(2 cores): all succeeded in {wall:.0f}s wall (runs ended at "
+        f"{', '.join(f'{ended[n]:.0f}s' for n in FLOW_NAMES)}); {3 * (N + 4)} tasks, each stored once, "
+        f"{sum(s['metadata_rows'] for s in shapes.values())} foreach metadata rows with identical "
+        f"per-task shapes across the 3 flows, 0 router 5xx"
+    )

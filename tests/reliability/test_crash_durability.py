@@ -27,8 +27,18 @@ import pytest
 from testkit import RecordingProxy, metaflow_env
 from mfs.processes import pid_alive
 from .conftest import Router, figure, migrated, q
-from .test_faults import (N, SLEEP, SLOW_FLOW, WORKERS, check_foreach_run, expected_total, finish_flow,
-                          router_log_since, start_flow, wait_for_tasks)
+from .test_faults import (
+    N,
+    SLEEP,
+    SLOW_FLOW,
+    WORKERS,
+    check_foreach_run,
+    expected_total,
+    finish_flow,
+    router_log_since,
+    start_flow,
+    wait_for_tasks,
+)
 
 pytestmark = pytest.mark.long
 
@@ -57,29 +67,65 @@ def stored(dsn: str, rec: dict) -> list[str]:
     path, body, reply = rec["path"], json.loads(rec["body"] or "null"), json.loads(rec["reply"])
     if m := re.fullmatch(TASK + "/metadata", path):
         f, r, s, t = m.groups()
-        return [f"metadata {path} {x['field_name']}={x['value']}" for x in body
-                if not q(dsn, "select 1 from metadata_v3 where flow_id = $1 and run_number = $2::text::bigint "
-                              "and step_name = $3 and task_id = $4::text::bigint and field_name = $5 "
-                              "and value = mfs.stored_value($6::text::jsonb)",  # the stored form of a value
-                         f, r, s, t, x["field_name"], json.dumps(x["value"]))]
+        return [
+            f"metadata {path} {x['field_name']}={x['value']}"
+            for x in body
+            if not q(
+                dsn,
+                "select 1 from metadata_v3 where flow_id = $1 and run_number = $2::text::bigint "
+                "and step_name = $3 and task_id = $4::text::bigint and field_name = $5 "
+                "and value = mfs.stored_value($6::text::jsonb)",  # the stored form of a value
+                f,
+                r,
+                s,
+                t,
+                x["field_name"],
+                json.dumps(x["value"]),
+            )
+        ]
     if m := re.fullmatch(TASK + "/artifact", path):
         f, r, s, t = m.groups()
-        return [f"artifact {path} {x['name']}@{x.get('attempt_id', 0)}" for x in body
-                if not q(dsn, "select 1 from artifact_v3 where flow_id = $1 and run_number = $2::text::bigint "
-                              "and step_name = $3 and task_id = $4::text::bigint and name = $5 and attempt_id = $6",
-                         f, r, s, t, x["name"], int(x.get("attempt_id", 0)))]
+        return [
+            f"artifact {path} {x['name']}@{x.get('attempt_id', 0)}"
+            for x in body
+            if not q(
+                dsn,
+                "select 1 from artifact_v3 where flow_id = $1 and run_number = $2::text::bigint "
+                "and step_name = $3 and task_id = $4::text::bigint and name = $5 and attempt_id = $6",
+                f,
+                r,
+                s,
+                t,
+                x["name"],
+                int(x.get("attempt_id", 0)),
+            )
+        ]
     if m := re.fullmatch(r"/flows/([^/]+)/runs/([^/]+)/steps/([^/]+)/task", path):
         f, r, s = m.groups()
-        ok = q(dsn, "select 1 from tasks_v3 where flow_id = $1 and run_number = $2::text::bigint "
-                    "and step_name = $3 and task_id = $4", f, r, s, int(reply["task_id"]))
+        ok = q(
+            dsn,
+            "select 1 from tasks_v3 where flow_id = $1 and run_number = $2::text::bigint "
+            "and step_name = $3 and task_id = $4",
+            f,
+            r,
+            s,
+            int(reply["task_id"]),
+        )
         return [] if ok else [f"task {path} {reply['task_id']}"]
     if m := re.fullmatch(r"/flows/([^/]+)/runs/([^/]+)/steps/([^/]+)/step", path):
-        ok = q(dsn, "select 1 from steps_v3 where flow_id = $1 and run_number = $2::text::bigint "
-                    "and step_name = $3", *m.groups())
+        ok = q(
+            dsn,
+            "select 1 from steps_v3 where flow_id = $1 and run_number = $2::text::bigint and step_name = $3",
+            *m.groups(),
+        )
         return [] if ok else [f"step {path}"]
     if m := re.fullmatch(r"/flows/([^/]+)/run", path):
-        ok = q(dsn, "select 1 from runs_v3 where flow_id = $1 and run_number = $2", m.group(1),
-               int(reply["run_number"]))
+        ok = q(
+            dsn,
+            "select 1 from runs_v3 where flow_id = $1 and run_number = $2",
+            m.group(1),
+            int(reply["run_number"]),
+        )
         return [] if ok else [f"run {path} {reply['run_number']}"]
     if m := re.fullmatch(r"/flows/([^/]+)", path):
         return [] if q(dsn, "select 1 from flows_v3 where flow_id = $1", m.group(1)) else [f"flow {path}"]
@@ -97,8 +143,9 @@ def test_postgres_killed_mid_run_loses_no_record_the_client_was_told_was_stored(
     flow_log = tmp_path / "run.log"
     proc = None
     try:
-        proc = start_flow(env, SLOW_FLOW, flow_log, "--n", str(N), "--sleep", SLEEP,
-                          "--max-workers", str(WORKERS))
+        proc = start_flow(
+            env, SLOW_FLOW, flow_log, "--n", str(N), "--sleep", SLEEP, "--max-workers", str(WORKERS)
+        )
         before = wait_for_tasks(dsn, "SlowForeachFlow", "each", 6, proc)
         crashed_at = time.time()
         killed = kill_postgres(private_pg)
@@ -121,10 +168,12 @@ def test_postgres_killed_mid_run_loses_no_record_the_client_was_told_was_stored(
         n_meta = sum(len(json.loads(x["body"])) for x in writes if x["path"].endswith("/metadata"))
         n_art = sum(len(json.loads(x["body"])) for x in writes if x["path"].endswith("/artifact"))
         check_foreach_run(dsn, env, "SlowForeachFlow", N, total=expected_total(N))
-        figure(f"durability: postmaster + {killed - 1} server processes SIGKILLed mid-run (foreach {N}, after "
-               f"{before} foreach tasks), restarted on the same data: run succeeded, router answered {n503} x 503; "
-               f"all {len(writes)} POSTs answered 200 ({len(acked_before)} record writes before the crash; "
-               f"{n_meta} metadata rows, {n_art} artifacts) are stored")
+        figure(
+            f"durability: postmaster + {killed - 1} server processes SIGKILLed mid-run (foreach {N}, after "
+            f"{before} foreach tasks), restarted on the same data: run succeeded, router answered {n503} x 503; "
+            f"all {len(writes)} POSTs answered 200 ({len(acked_before)} record writes before the crash; "
+            f"{n_meta} metadata rows, {n_art} artifacts) are stored"
+        )
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()

@@ -34,15 +34,65 @@ from .conftest import OPENAPI, TABLES, digest, figure
 pytestmark = pytest.mark.long
 
 FINGERPRINT_SQL = " union all ".join(
-    f"select '{t}', count(*), coalesce(max(xmin::text::bigint), 0) from public.{t}" for t in TABLES)
+    f"select '{t}', count(*), coalesce(max(xmin::text::bigint), 0) from public.{t}" for t in TABLES
+)
 
 WEIRD_SEGMENTS = [
-    "..", ".", "%2e%2e", "%2E%2e", ".%2e", "%2e", "%00", "a%00b", "%ZZ", "%", "%F", "%FF", "%C3%28",
-    "%ED%A0%80", "%F0%9F%92%A5", "'", '"', "''", "%22%27", "';drop table flows_v3;--",
-    "1;select pg_sleep(1)", "$$", "\\", "%5C", "NaN", "-1", "0", "00", "1.5", "1e3", "+1",
-    "99999999999999999999", "999999999999999999", "9223372036854775808", "\u0661\u0662", "ﬁ",
-    "\U0001F4A5", "a" * 255, "a" * 256, "a" * 5000, "%2F", "%3F", "%23", "%25", "%2525", "%20",
-    "null", "undefined", "{}", "[]", "__proto__", "constructor", "\u202e", "\ufeff", "\t",
+    "..",
+    ".",
+    "%2e%2e",
+    "%2E%2e",
+    ".%2e",
+    "%2e",
+    "%00",
+    "a%00b",
+    "%ZZ",
+    "%",
+    "%F",
+    "%FF",
+    "%C3%28",
+    "%ED%A0%80",
+    "%F0%9F%92%A5",
+    "'",
+    '"',
+    "''",
+    "%22%27",
+    "';drop table flows_v3;--",
+    "1;select pg_sleep(1)",
+    "$$",
+    "\\",
+    "%5C",
+    "NaN",
+    "-1",
+    "0",
+    "00",
+    "1.5",
+    "1e3",
+    "+1",
+    "99999999999999999999",
+    "999999999999999999",
+    "9223372036854775808",
+    "\u0661\u0662",
+    "ﬁ",
+    "\U0001f4a5",
+    "a" * 255,
+    "a" * 256,
+    "a" * 5000,
+    "%2F",
+    "%3F",
+    "%23",
+    "%25",
+    "%2525",
+    "%20",
+    "null",
+    "undefined",
+    "{}",
+    "[]",
+    "__proto__",
+    "constructor",
+    "\u202e",
+    "\ufeff",
+    "\t",
 ]
 
 
@@ -123,11 +173,19 @@ class Fuzzer:
 
 # ---------------------------------------------------------------------------- strategies
 def json_values(max_leaves=20):
-    scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70)
-               | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
-               | st.sampled_from(["", "'", '"', "\\", "\u202e", "a" * 300, "attempt_id:0", "user:x"]))
-    return st.recursive(scalars, lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(max_size=10), c, max_size=5),
-                        max_leaves=max_leaves)
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**70), 2**70)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=40)
+        | st.sampled_from(["", "'", '"', "\\", "\u202e", "a" * 300, "attempt_id:0", "user:x"])
+    )
+    return st.recursive(
+        scalars,
+        lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(max_size=10), c, max_size=5),
+        max_leaves=max_leaves,
+    )
 
 
 names = st.text(min_size=1, max_size=40) | st.sampled_from(WEIRD_SEGMENTS)
@@ -135,23 +193,51 @@ tag_lists = st.lists(st.text(max_size=30), max_size=5) | json_values(5)
 
 
 def object_create():
-    return st.fixed_dictionaries({}, optional={"user_name": json_values(3), "tags": tag_lists,
-                                               "system_tags": tag_lists, "run_number": json_values(3) | names,
-                                               "task_id": json_values(3) | names, "extra": json_values(5)})
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "user_name": json_values(3),
+            "tags": tag_lists,
+            "system_tags": tag_lists,
+            "run_number": json_values(3) | names,
+            "task_id": json_values(3) | names,
+            "extra": json_values(5),
+        },
+    )
 
 
 def md_row():
-    return st.fixed_dictionaries({}, optional={
-        "field_name": names | json_values(3), "value": json_values(5), "type": names | json_values(2),
-        "user_name": json_values(2), "tags": tag_lists, "system_tags": tag_lists})
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "field_name": names | json_values(3),
+            "value": json_values(5),
+            "type": names | json_values(2),
+            "user_name": json_values(2),
+            "tags": tag_lists,
+            "system_tags": tag_lists,
+        },
+    )
 
 
 def art_row():
-    return st.fixed_dictionaries({}, optional={
-        "name": names | json_values(2), "location": names | json_values(2), "ds_type": names | json_values(2),
-        "sha": json_values(2), "type": json_values(2), "content_type": json_values(2),
-        "attempt_id": st.integers(-5, 70000) | json_values(2) | st.sampled_from(["0", "1", "x", "01", "99999"]),
-        "user_name": json_values(2), "tags": tag_lists, "system_tags": tag_lists})
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "name": names | json_values(2),
+            "location": names | json_values(2),
+            "ds_type": names | json_values(2),
+            "sha": json_values(2),
+            "type": json_values(2),
+            "content_type": json_values(2),
+            "attempt_id": st.integers(-5, 70000)
+            | json_values(2)
+            | st.sampled_from(["0", "1", "x", "01", "99999"]),
+            "user_name": json_values(2),
+            "tags": tag_lists,
+            "system_tags": tag_lists,
+        },
+    )
 
 
 def body_for(op_id: str):
@@ -160,24 +246,63 @@ def body_for(op_id: str):
     if op_id in ("artifact_create",):
         return st.lists(art_row(), max_size=6) | json_values()
     if op_id == "run_tag_mutate":
-        return st.fixed_dictionaries({}, optional={"tags_to_add": tag_lists, "tags_to_remove": tag_lists}) | json_values()
+        return (
+            st.fixed_dictionaries({}, optional={"tags_to_add": tag_lists, "tags_to_remove": tag_lists})
+            | json_values()
+        )
     return object_create() | json_values()
 
 
 def cursor_values():
-    raw = st.sampled_from(['[1, "x"]', "[1, 1]", '[1e400, 1]', '["a", 1]', "[1, 1, 1]", "[1.5, 1.5]",
-                           "[99999999999999999999999, 1]", '[1, "\\u0000"]', "[1, 1e400]", "{}", "null",
-                           '[1, "\\ud800"]', "[-1, -9223372036854775809]"])
-    return (raw.map(lambda s: base64.urlsafe_b64encode(s.encode()).decode())
-            | st.text(max_size=30) | st.sampled_from(["%00", "%FF", "====", "", "!!"]))
+    raw = st.sampled_from(
+        [
+            '[1, "x"]',
+            "[1, 1]",
+            "[1e400, 1]",
+            '["a", 1]',
+            "[1, 1, 1]",
+            "[1.5, 1.5]",
+            "[99999999999999999999999, 1]",
+            '[1, "\\u0000"]',
+            "[1, 1e400]",
+            "{}",
+            "null",
+            '[1, "\\ud800"]',
+            "[-1, -9223372036854775809]",
+        ]
+    )
+    return (
+        raw.map(lambda s: base64.urlsafe_b64encode(s.encode()).decode())
+        | st.text(max_size=30)
+        | st.sampled_from(["%00", "%FF", "====", "", "!!"])
+    )
 
 
 QUERY_VALUES = {
-    "_limit": st.sampled_from(["0", "1", "2", "500", "501", "-1", "abc", "1.5", "", "99999999999", "%00", " 1"]),
+    "_limit": st.sampled_from(
+        ["0", "1", "2", "500", "501", "-1", "abc", "1.5", "", "99999999999", "%00", " 1"]
+    ),
     "_cursor": cursor_values(),
     "metadata_field_name": names | st.sampled_from(["attempt", "%00"]),
-    "pattern": st.sampled_from(["(", "[", "*", "a{99999}", "\\", "(?<=a)b", "^.*$", ".*", "(a|b)*c", "[[:alpha:]]",
-                                "\\1", "(?P<n>x)", "%00", "a{1,1000}{1,1000}"]) | st.text(max_size=20),
+    "pattern": st.sampled_from(
+        [
+            "(",
+            "[",
+            "*",
+            "a{99999}",
+            "\\",
+            "(?<=a)b",
+            "^.*$",
+            ".*",
+            "(a|b)*c",
+            "[[:alpha:]]",
+            "\\1",
+            "(?P<n>x)",
+            "%00",
+            "a{1,1000}{1,1000}",
+        ]
+    )
+    | st.text(max_size=20),
 }
 
 
@@ -190,11 +315,19 @@ class Spec:
             for method, op in item.items():
                 if method in ("parameters",):
                     continue
-                params = [comp[p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
-                          for p in item.get("parameters", []) + op.get("parameters", [])]
-                self.ops.append({"path": path, "method": method.upper(), "id": op["operationId"],
-                                 "query": [p["name"] for p in params if p["in"] == "query"],
-                                 "body": "requestBody" in op})
+                params = [
+                    comp[p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
+                    for p in item.get("parameters", []) + op.get("parameters", [])
+                ]
+                self.ops.append(
+                    {
+                        "path": path,
+                        "method": method.upper(),
+                        "id": op["operationId"],
+                        "query": [p["name"] for p in params if p["in"] == "query"],
+                        "body": "requestBody" in op,
+                    }
+                )
         self.seeds = seeds
 
     def segment(self, name):
@@ -209,7 +342,9 @@ def spec_request(draw, spec: Spec):
     path = re.sub(r"\{(\w+)\}", lambda m: enc(draw(spec.segment(m.group(1))), raw_quotes), op["path"])
     method = draw(st.sampled_from([op["method"]] * 8 + ["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"]))
     qs = []
-    for name in op["query"] + draw(st.lists(st.sampled_from(["_limit", "x", "_cursor", "pattern"]), max_size=1)):
+    for name in op["query"] + draw(
+        st.lists(st.sampled_from(["_limit", "x", "_cursor", "pattern"]), max_size=1)
+    ):
         if draw(st.booleans()):
             v = draw(QUERY_VALUES.get(name, st.text(max_size=10)))
             # a value that is already percent-encoded goes as it is; anything a client could not
@@ -220,7 +355,9 @@ def spec_request(draw, spec: Spec):
         path += "?" + "&".join(qs)
     body = None
     if method in ("POST", "PATCH", "PUT") and draw(st.integers(0, 9)) > 0:
-        body = json.dumps(draw(body_for(op["id"])), ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
+        body = json.dumps(draw(body_for(op["id"])), ensure_ascii=draw(st.booleans())).encode(
+            "utf-8", "surrogatepass"
+        )
     return method, path, body
 
 
@@ -234,8 +371,9 @@ def garbage_path(draw, spec: Spec):
     kind = draw(st.integers(0, 4))
     out = [draw(st.sampled_from(spec.seeds.get(s[1:-1], ["x"]))) if s.startswith("{") else s for s in segs]
     if kind == 0 and holes:
-        out[draw(st.sampled_from(holes))] = draw(st.sampled_from(
-            ["%00", "%ZZ", "%FF", "%ED%A0%80", "%C3%28", "%", "a%00b"]))
+        out[draw(st.sampled_from(holes))] = draw(
+            st.sampled_from(["%00", "%ZZ", "%FF", "%ED%A0%80", "%C3%28", "%", "a%00b"])
+        )
     elif kind == 1:
         # (only segments no route accepts: a plain word could complete a real route, e.g. /flows/zzz)
         out.insert(draw(st.integers(0, len(out))), draw(st.sampled_from(["", "%2e", ".", "%00"])))
@@ -253,12 +391,35 @@ def hostile_bodies():
     """Bodies that must all be refused by any POST/PATCH route."""
     deep = lambda d, o, c: (o * d + c * d).encode()
     return [
-        deep(33, "[", "]"), deep(100, "[", "]"), deep(10_000, "[", "]"), deep(200_000, "[", "]"),
-        ('{"a":' * 33 + "1" + "}" * 33).encode(), ('{"a":' * 50_000 + "1" + "}" * 50_000).encode(),
-        b'{"tags": ["\\u0000"]}', b'[{"field_name": "x\\u0000", "value": "v"}]', b'{"user_name": "a\\u0000b"}',
-        b"\xff\xfe{}", b'{"a": "\xc3\x28"}', b"\xed\xa0\x80", b"{", b"[", b'{"a":}', b"NaN", b"Infinity",
-        b"{'a': 1}", b'{"a": 1} trailing', b"\x00", b"\x00{}", b"[1,]", b'{"a":1,}', b"01", b"--1",
-        b" " * 10 + b"{", b'"unterminated', b"\\", b"\xef\xbb\xbf{}",
+        deep(33, "[", "]"),
+        deep(100, "[", "]"),
+        deep(10_000, "[", "]"),
+        deep(200_000, "[", "]"),
+        ('{"a":' * 33 + "1" + "}" * 33).encode(),
+        ('{"a":' * 50_000 + "1" + "}" * 50_000).encode(),
+        b'{"tags": ["\\u0000"]}',
+        b'[{"field_name": "x\\u0000", "value": "v"}]',
+        b'{"user_name": "a\\u0000b"}',
+        b"\xff\xfe{}",
+        b'{"a": "\xc3\x28"}',
+        b"\xed\xa0\x80",
+        b"{",
+        b"[",
+        b'{"a":}',
+        b"NaN",
+        b"Infinity",
+        b"{'a': 1}",
+        b'{"a": 1} trailing',
+        b"\x00",
+        b"\x00{}",
+        b"[1,]",
+        b'{"a":1,}',
+        b"01",
+        b"--1",
+        b" " * 10 + b"{",
+        b'"unterminated',
+        b"\\",
+        b"\xef\xbb\xbf{}",
         b"[" + b"1," * (2 * 1024 * 1024) + b"1]",  # > 4 MiB
         b'"' + b"a" * (4 * 1024 * 1024 + 10) + b'"',
     ]
@@ -266,30 +427,72 @@ def hostile_bodies():
 
 def hostile_for(op_id: str) -> list[bytes]:
     """Well-formed JSON that the given operation must refuse (400)."""
-    common = [b'{"tags": "notalist"}', b'{"tags": [1, 2]}', b'{"system_tags": {"a": 1}}', b'{"user_name": {}}',
-              b'{"user_name": ["x"]}', b"[]", b"1", b'"str"', b"true", b'{"tags": ["\\ud800"]}',
-              b'{"user_name": "' + b"u" * 300 + b'"}', b'{"tags": [null]}']
+    common = [
+        b'{"tags": "notalist"}',
+        b'{"tags": [1, 2]}',
+        b'{"system_tags": {"a": 1}}',
+        b'{"user_name": {}}',
+        b'{"user_name": ["x"]}',
+        b"[]",
+        b"1",
+        b'"str"',
+        b"true",
+        b'{"tags": ["\\ud800"]}',
+        b'{"user_name": "' + b"u" * 300 + b'"}',
+        b'{"tags": [null]}',
+    ]
     if op_id == "metadata_create":
-        return [b"{}", b'[{"value": "v"}]', b'[{"field_name": "f"}]', b'[{"field_name": "f", "value": null}]',
-                b"[1]", b'[{"field_name": "f", "value": "v"}, 2]', b'[{"field_name": {}, "value": "v"}]',
-                b'[{"field_name": "f", "value": "v", "tags": "x"}]', b'[{"field_name": "f", "value": "\\ud800"}]',
-                b'[{"field_name": "f", "value": "v", "user_name": "' + b"u" * 300 + b'"}]', b"null"]
+        return [
+            b"{}",
+            b'[{"value": "v"}]',
+            b'[{"field_name": "f"}]',
+            b'[{"field_name": "f", "value": null}]',
+            b"[1]",
+            b'[{"field_name": "f", "value": "v"}, 2]',
+            b'[{"field_name": {}, "value": "v"}]',
+            b'[{"field_name": "f", "value": "v", "tags": "x"}]',
+            b'[{"field_name": "f", "value": "\\ud800"}]',
+            b'[{"field_name": "f", "value": "v", "user_name": "' + b"u" * 300 + b'"}]',
+            b"null",
+        ]
     if op_id == "artifact_create":
         ok = '"name": "n", "location": "l", "ds_type": "local"'
-        return [b"{}", b'[{"name": "n"}]', ("[{%s, \"attempt_id\": -1}]" % ok).encode(),
-                ("[{%s, \"attempt_id\": 99999}]" % ok).encode(), ("[{%s, \"attempt_id\": \"x\"}]" % ok).encode(),
-                ("[{%s, \"attempt_id\": 1.5}]" % ok).encode(), ("[{%s, \"attempt_id\": 40000}]" % ok).encode(),
-                ("[{%s, \"tags\": 3}]" % ok).encode(), ('[{"name": "' + "n" * 300 + '", "location": "l", "ds_type": "d"}]').encode(),
-                ("[{%s}, 5]" % ok).encode(), b"null"]
+        return [
+            b"{}",
+            b'[{"name": "n"}]',
+            ('[{%s, "attempt_id": -1}]' % ok).encode(),
+            ('[{%s, "attempt_id": 99999}]' % ok).encode(),
+            ('[{%s, "attempt_id": "x"}]' % ok).encode(),
+            ('[{%s, "attempt_id": 1.5}]' % ok).encode(),
+            ('[{%s, "attempt_id": 40000}]' % ok).encode(),
+            ('[{%s, "tags": 3}]' % ok).encode(),
+            ('[{"name": "' + "n" * 300 + '", "location": "l", "ds_type": "d"}]').encode(),
+            ("[{%s}, 5]" % ok).encode(),
+            b"null",
+        ]
     if op_id == "run_tag_mutate":
-        return [b'{"tags_to_add": "x"}', b'{"tags_to_remove": [1]}', b'{"tags_to_add": [{}]}', b"[]", b"7",
-                b'{"tags_to_remove": ["user:u"]}']
+        return [
+            b'{"tags_to_add": "x"}',
+            b'{"tags_to_remove": [1]}',
+            b'{"tags_to_add": [{}]}',
+            b"[]",
+            b"7",
+            b'{"tags_to_remove": ["user:u"]}',
+        ]
     if op_id == "run_create":
-        return common + [b'{"run_number": "123"}', b'{"run_number": 5}', b'{"run_number": {}}',
-                         b'{"run_number": "' + b"r" * 300 + b'"}']
+        return common + [
+            b'{"run_number": "123"}',
+            b'{"run_number": 5}',
+            b'{"run_number": {}}',
+            b'{"run_number": "' + b"r" * 300 + b'"}',
+        ]
     if op_id == "task_create":
-        return common + [b'{"task_id": "123"}', b'{"task_id": 7}', b'{"task_id": []}',
-                         b'{"task_id": "' + b"t" * 300 + b'"}']
+        return common + [
+            b'{"task_id": "123"}',
+            b'{"task_id": 7}',
+            b'{"task_id": []}',
+            b'{"task_id": "' + b"t" * 300 + b'"}',
+        ]
     if op_id in ("flow_create", "step_create"):
         return common
     return []
@@ -299,22 +502,50 @@ def hostile_for(op_id: str) -> list[bytes]:
 def seed(api):
     u = api.base
     assert api.post(f"{u}/flows/Seed", json={"user_name": "u", "system_tags": ["user:u"]}).status_code == 200
-    r1 = api.post(f"{u}/flows/Seed/run", json={"user_name": "u", "tags": ["keep"], "system_tags": ["user:u"]}).json()["run_number"]
-    assert api.post(f"{u}/flows/Seed/run", json={"run_number": "argo-seed", "system_tags": ["user:u"]}).status_code == 200
+    r1 = api.post(
+        f"{u}/flows/Seed/run", json={"user_name": "u", "tags": ["keep"], "system_tags": ["user:u"]}
+    ).json()["run_number"]
+    assert (
+        api.post(
+            f"{u}/flows/Seed/run", json={"run_number": "argo-seed", "system_tags": ["user:u"]}
+        ).status_code
+        == 200
+    )
     tasks = []
     for r in (r1, "argo-seed"):
         assert api.post(f"{u}/flows/Seed/runs/{r}/steps/start/step", json={}).status_code == 200
         t = api.post(f"{u}/flows/Seed/runs/{r}/steps/start/task", json={}).json()["task_id"]
-        assert api.post(f"{u}/flows/Seed/runs/{r}/steps/start/task", json={"task_id": "t-seed"}).status_code == 200
+        assert (
+            api.post(f"{u}/flows/Seed/runs/{r}/steps/start/task", json={"task_id": "t-seed"}).status_code
+            == 200
+        )
         for tid in (t, "t-seed"):
             base = f"{u}/flows/Seed/runs/{r}/steps/start/tasks/{tid}"
-            assert api.post(base + "/metadata", json=[{"field_name": "attempt", "value": "0", "type": "attempt",
-                                                       "tags": ["attempt_id:0"]}]).status_code == 200
-            assert api.post(base + "/artifact", json=[{"name": "x", "location": "/l", "ds_type": "local",
-                                                       "sha": "s", "attempt_id": 0}]).status_code == 200
+            assert (
+                api.post(
+                    base + "/metadata",
+                    json=[
+                        {"field_name": "attempt", "value": "0", "type": "attempt", "tags": ["attempt_id:0"]}
+                    ],
+                ).status_code
+                == 200
+            )
+            assert (
+                api.post(
+                    base + "/artifact",
+                    json=[{"name": "x", "location": "/l", "ds_type": "local", "sha": "s", "attempt_id": 0}],
+                ).status_code
+                == 200
+            )
         tasks.append(t)
-    return {"flow_id": ["Seed"], "run_number": [str(r1), "argo-seed"], "step_name": ["start"],
-            "task_id": [str(t) for t in tasks] + ["t-seed"], "name": ["x", "_task_ok"], "attempt_id": ["0", "1"]}
+    return {
+        "flow_id": ["Seed"],
+        "run_number": [str(r1), "argo-seed"],
+        "step_name": ["start"],
+        "task_id": [str(t) for t in tasks] + ["t-seed"],
+        "name": ["x", "_task_ok"],
+        "attempt_id": ["0", "1"],
+    }
 
 
 def test_fuzz_every_route(router, migrated_db, api):
@@ -322,8 +553,13 @@ def test_fuzz_every_route(router, migrated_db, api):
     spec = Spec(seeds)
     fz = Fuzzer(router, migrated_db)
     started = time.monotonic()
-    cfg = dict(deadline=None, database=None, derandomize=False, phases=[Phase.generate],
-               suppress_health_check=list(HealthCheck))
+    cfg = dict(
+        deadline=None,
+        database=None,
+        derandomize=False,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
 
     try:
         # (a) the document's operations with generated parameters and bodies
@@ -357,10 +593,19 @@ def test_fuzz_every_route(router, migrated_db, api):
             for hole in holes:
                 for weird in WEIRD_SEGMENTS:
                     for raw in (False, True):
-                        path = re.sub(r"\{(\w+)\}", lambda m: enc(weird, raw) if m.group(1) == hole
-                                      else quote(seeds[m.group(1)][0], safe=""), op["path"])
-                        body = b"{}" if op["method"] in ("POST", "PATCH") and op["id"] not in (
-                            "metadata_create", "artifact_create") else (b"[]" if op["method"] == "POST" else None)
+                        path = re.sub(
+                            r"\{(\w+)\}",
+                            lambda m: enc(weird, raw)
+                            if m.group(1) == hole
+                            else quote(seeds[m.group(1)][0], safe=""),
+                            op["path"],
+                        )
+                        body = (
+                            b"{}"
+                            if op["method"] in ("POST", "PATCH")
+                            and op["id"] not in ("metadata_create", "artifact_create")
+                            else (b"[]" if op["method"] == "POST" else None)
+                        )
                         fz.send(op["method"], path, body)
         n_segments = fz.sent - n_spec - n_garbage
 
@@ -387,12 +632,18 @@ def test_fuzz_every_route(router, migrated_db, api):
         writes = [op for op in spec.ops if op["method"] in ("POST", "PATCH")]
 
         @settings(max_examples=2500, **cfg)
-        @given(st.sampled_from(writes).flatmap(lambda op: st.tuples(st.just(op), body_for(op["id"]),
-                                                                    st.sampled_from([0, 1, 2]))))
+        @given(
+            st.sampled_from(writes).flatmap(
+                lambda op: st.tuples(st.just(op), body_for(op["id"]), st.sampled_from([0, 1, 2]))
+            )
+        )
         def write_bodies(arg):
             op, body, which = arg
-            path = re.sub(r"\{(\w+)\}", lambda m: quote(seeds[m.group(1)][which % len(seeds[m.group(1)])], safe=""),
-                          op["path"])
+            path = re.sub(
+                r"\{(\w+)\}",
+                lambda m: quote(seeds[m.group(1)][which % len(seeds[m.group(1)])], safe=""),
+                op["path"],
+            )
             fz.send(op["method"], path, json.dumps(body).encode())
 
         write_bodies()
@@ -403,11 +654,15 @@ def test_fuzz_every_route(router, migrated_db, api):
     finally:
         fz.close()
 
-    figure(f"fuzz: {fz.sent} requests in {elapsed:.0f}s ({fz.sent / elapsed:.0f}/s): spec-driven {n_spec}, "
-           f"garbage paths {n_garbage}, weird segments {n_segments}, hostile bodies {n_bodies}, "
-           f"write bodies {n_writes}; statuses {dict(sorted(fz.statuses.items()))}; "
-           f"{fz.rejected_checked} rejected requests checked for data changes; "
-           f"distinct failures {len(fz.failures)}")
+    figure(
+        f"fuzz: {fz.sent} requests in {elapsed:.0f}s ({fz.sent / elapsed:.0f}/s): spec-driven {n_spec}, "
+        f"garbage paths {n_garbage}, weird segments {n_segments}, hostile bodies {n_bodies}, "
+        f"write bodies {n_writes}; statuses {dict(sorted(fz.statuses.items()))}; "
+        f"{fz.rejected_checked} rejected requests checked for data changes; "
+        f"distinct failures {len(fz.failures)}"
+    )
     assert fz.sent >= 10_000
-    assert not fz.failures, "fuzzing found problems:\n" + "\n".join(f"* {k}: {v}" for k, v in fz.failures.items())
+    assert not fz.failures, "fuzzing found problems:\n" + "\n".join(
+        f"* {k}: {v}" for k, v in fz.failures.items()
+    )
     assert "internal error" not in log, log[-2000:]

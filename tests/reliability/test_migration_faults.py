@@ -147,8 +147,11 @@ def test_failure_releases_the_lock_and_racing_runners_both_fail_cleanly(empty_db
     assert all(isinstance(r, migrations.MigrationError) and BROKEN in str(r) for r in results), results
     assert BROKEN not in ledger(empty_db)
     assert sorted(ledger(empty_db)) == [m.name for m in migrations.local_migrations()]
-    held = q(empty_db, "select count(*) from pg_locks l join pg_class c on c.oid = l.relation "
-             "where c.relname = 'migration_lock'")[0][0]
+    held = q(
+        empty_db,
+        "select count(*) from pg_locks l join pg_class c on c.oid = l.relation "
+        "where c.relname = 'migration_lock'",
+    )[0][0]
     assert held == 0
 
     # a later runner takes the lock at once
@@ -163,8 +166,14 @@ def test_failure_releases_the_lock_and_racing_runners_both_fail_cleanly(empty_db
 def test_cli_migrate_reports_the_failed_file_and_exits_non_zero(migrated_db, tmp_path):
     sql_dir = sql_copy(tmp_path, {BROKEN: BROKEN_SQL})
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SUPABASE_DB_URL")}
-    res = subprocess.run([sys.executable, "-m", "mfs", "migrate", migrated_db, "--sql-dir", str(sql_dir)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "mfs", "migrate", migrated_db, "--sql-dir", str(sql_dir)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 1, (res.returncode, res.stdout, res.stderr)
     assert f"error: migration {BROKEN} failed and was rolled back" in res.stderr
     assert f"[1/1] applying {BROKEN}" in res.stdout
@@ -175,7 +184,9 @@ def test_cli_migrate_reports_the_failed_file_and_exits_non_zero(migrated_db, tmp
 def test_database_migrated_by_a_newer_checkout_is_refused(migrated_db, tmp_path):
     newer = sql_copy(tmp_path, {"9999_newer.sql": "create table public.from_the_future (x int);\n"})
     assert migrations.apply(migrated_db, newer) == ["9999_newer.sql"]
-    with pytest.raises(migrations.MigrationError, match="9999_newer.sql applied, which this checkout does not have"):
+    with pytest.raises(
+        migrations.MigrationError, match="9999_newer.sql applied, which this checkout does not have"
+    ):
         migrations.apply(migrated_db)
     with pytest.raises(migrations.MigrationError, match="update your checkout"):
         migrations.pending(migrated_db)
@@ -197,7 +208,8 @@ def test_a_file_with_its_own_commit_is_not_left_half_applied(migrated_db, tmp_pa
     assert BROKEN in str(err.value)
     leftover = q(migrated_db, "select to_regclass('public.half_committed')::text")[0][0]
     assert leftover is None and catalog(migrated_db) == before, (
-        f"the runner said {str(err.value)!r} but {leftover} was committed")
+        f"the runner said {str(err.value)!r} but {leftover} was committed"
+    )
 
 
 def test_connection_lost_half_way_is_a_migration_error_naming_the_file(migrated_db, tmp_path):
@@ -215,7 +227,9 @@ def test_connection_lost_half_way_is_a_migration_error_naming_the_file(migrated_
             for _ in range(300):
                 killed = await con.fetchval(
                     "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity "
-                    "where query like $1 and pid <> pg_backend_pid()) t", f"%{marker}%")
+                    "where query like $1 and pid <> pg_backend_pid()) t",
+                    f"%{marker}%",
+                )
                 if killed:
                     break
                 await asyncio.sleep(0.1)
@@ -235,4 +249,5 @@ def test_connection_lost_half_way_is_a_migration_error_naming_the_file(migrated_
     assert migrations.pending(migrated_db, sql_dir) == [BROKEN]
     # and the runner says what happened
     assert isinstance(err, migrations.MigrationError) and BROKEN in str(err), (
-        f"got {type(err).__name__}: {err!r} (context: {err.__context__!r})")
+        f"got {type(err).__name__}: {err!r} (context: {err.__context__!r})"
+    )

@@ -31,10 +31,12 @@ import pytest
 
 from .conftest import Router, digest, figure, new_database, parse_routes, q, run_sync
 from mfs import migrations
-from mfs.local_postgres import DEBIAN_BIN, LocalPostgres
+from mfs.local_postgres import LocalPostgres
+from mfs.postgres_binaries import DEBIAN_BIN
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 class Reply:
     def __init__(self, raw: bytes):
@@ -49,7 +51,7 @@ class Reply:
                 n = int(size.split(b";")[0], 16)
                 if n == 0:
                     break
-                out, rest = out + rest[:n], rest[n + 2:]
+                out, rest = out + rest[:n], rest[n + 2 :]
             body = out
         elif "content-length" in self.headers:
             assert len(body) == int(self.headers["content-length"]), (len(body), self.headers)
@@ -82,13 +84,20 @@ async def burst(port: int, requests: list[tuple[str, str, str | None]], key: str
 
 
 def usage_rows(dsn: str) -> list[tuple]:
-    return [tuple(r) for r in q(dsn, "select scope, month, requests, egress_bytes from mfs.quota_usage "
-                                     "order by scope, month")]
+    return [
+        tuple(r)
+        for r in q(
+            dsn, "select scope, month, requests, egress_bytes from mfs.quota_usage order by scope, month"
+        )
+    ]
 
 
 def ledger(dsn: str, scope: str) -> tuple[int, int]:
-    rows = q(dsn, "select requests, egress_bytes from mfs.quota_usage where scope = $1 "
-                  "and month = mfs.current_month()", scope)
+    rows = q(
+        dsn,
+        "select requests, egress_bytes from mfs.quota_usage where scope = $1 and month = mfs.current_month()",
+        scope,
+    )
     return (rows[0][0], rows[0][1]) if rows else (0, 0)
 
 
@@ -126,18 +135,29 @@ def big_pg():
 
 # ----------------------------------------------------------------------------- HTTP, 1,000 in flight
 
+
 def preload(dsn: str, scope: str, requests: int, egress_bytes: int = 0) -> None:
     """Usage counted earlier this month (in one slot row, as any mix of past charges may leave it)."""
     if requests:
         q(dsn, "select mfs.quota_ensure_slots($1, mfs.current_month())", scope)
-        q(dsn, "update mfs.quota_slots set requests = $2, egress_bytes = $3 "
-               "where scope = $1 and month = mfs.current_month() and slot = 7", scope, requests, egress_bytes)
+        q(
+            dsn,
+            "update mfs.quota_slots set requests = $2, egress_bytes = $3 "
+            "where scope = $1 and month = mfs.current_month() and slot = 7",
+            scope,
+            requests,
+            egress_bytes,
+        )
 
 
 def slots_used(dsn: str, scope: str) -> int:
     """How many slot rows counted requests (more than one: charges ran side by side)."""
-    return q(dsn, "select count(*) from mfs.quota_slots where scope = $1 and month = mfs.current_month() "
-                  "and requests > 0 and slot <> 7", scope)[0][0]
+    return q(
+        dsn,
+        "select count(*) from mfs.quota_slots where scope = $1 and month = mfs.current_month() "
+        "and requests > 0 and slot <> 7",
+        scope,
+    )[0][0]
 
 
 # (used before, limit): 137 left from zero (the original case); far from the limit (900 of the
@@ -176,12 +196,15 @@ def test_1000_concurrent_requests_through_the_router_admit_exactly_the_limit(mig
     assert [r[0] for r in usage_rows(migrated_db)] == [scope]
     if limit - used > 100:
         assert slots_used(migrated_db, scope) > 1  # the fast path ran, side by side
-    figure(f"quota/http: {n} requests in flight at once, {used} used before, limit {limit}: {statuses} "
-           f"in {took:.2f}s ({n / took:.0f} req/s), ledger {limit} requests / {admitted_bytes} bytes added, "
-           f"{slots_used(migrated_db, scope)} slot rows used")
+    figure(
+        f"quota/http: {n} requests in flight at once, {used} used before, limit {limit}: {statuses} "
+        f"in {took:.2f}s ({n / took:.0f} req/s), ledger {limit} requests / {admitted_bytes} bytes added, "
+        f"{slots_used(migrated_db, scope)} slot rows used"
+    )
 
 
 # ----------------------------------------------------------------------------- SQL, 300 sessions
+
 
 def test_300_concurrent_sessions_calling_mfs_api_call_admit_exactly_the_limit(big_pg):
     dsn = new_database(big_pg)
@@ -196,8 +219,11 @@ def test_300_concurrent_sessions_calling_mfs_api_call_admit_exactly_the_limit(bi
 
             async def one(con, a, b):
                 await gate.wait()
-                return tuple(await con.fetchrow(
-                    "select status, body from mfs_api.call($1, $2, $3::jsonb, $4::jsonb)", scope, op, a, b))
+                return tuple(
+                    await con.fetchrow(
+                        "select status, body from mfs_api.call($1, $2, $3::jsonb, $4::jsonb)", scope, op, a, b
+                    )
+                )
 
             tasks = [asyncio.create_task(one(c, a, b)) for c, a, b in zip(cons, args, bodies)]
             await asyncio.sleep(0.2)
@@ -218,18 +244,22 @@ def test_300_concurrent_sessions_calling_mfs_api_call_admit_exactly_the_limit(bi
     # writes: 50 more admitted; every refused flow_create left no row
     q(dsn, "select mfs_api.set_quota_limits($1, 100, null)", scope)
     flows = [f"F{i}" for i in range(n)]
-    res = run_sync(round_("flow_create", [json.dumps({"flow_id": f}) for f in flows],
-                          ['{"user_name": "u"}'] * n))
+    res = run_sync(
+        round_("flow_create", [json.dumps({"flow_id": f}) for f in flows], ['{"user_name": "u"}'] * n)
+    )
     admitted = sorted(f for f, (s, _) in zip(flows, res) if s == 200)
     assert len(admitted) == 50 and [s for s, _ in res].count(429) == n - 50, sorted({s for s, _ in res})
     stored = sorted(r[0] for r in q(dsn, "select flow_id from public.flows_v3"))
     assert stored == admitted
     assert ledger(dsn, scope)[0] == 100
-    figure(f"quota/sql: {n} sessions calling mfs_api.call at once, limit 50: exactly 50 admitted "
-           f"(round of pings {took:.2f}s incl. connecting); flow_create round: 50 admitted = 50 rows")
+    figure(
+        f"quota/sql: {n} sessions calling mfs_api.call at once, limit 50: exactly 50 admitted "
+        f"(round of pings {took:.2f}s incl. connecting); flow_create round: 50 admitted = 50 rows"
+    )
 
 
 # ----------------------------------------------------------------------------- SQL, sessions until refused
+
 
 async def until_refused(dsn: str, scope: str, n: int, request) -> list[list[tuple[str, int, str]]]:
     """n sessions, released at once, each calling mfs_api.call with request(session, i) -> (op,
@@ -243,8 +273,9 @@ async def until_refused(dsn: str, scope: str, n: int, request) -> list[list[tupl
             await gate.wait()
             for i in range(100000):
                 op, a, b = request(k, i)
-                s, body = await con.fetchrow("select status, body from mfs_api.call($1, $2, $3::jsonb, $4::jsonb)",
-                                             scope, op, a, b)
+                s, body = await con.fetchrow(
+                    "select status, body from mfs_api.call($1, $2, $3::jsonb, $4::jsonb)", scope, op, a, b
+                )
                 out.append((op, s, body))
                 if s == 429:
                     return out
@@ -267,8 +298,9 @@ def big_db(big_pg):
 
 # (used before, limit): far from the limit; a small limit from zero; 600 left after 3,000;
 # fewer left than there are slots (exact path only); exactly the slot count left; none left
-@pytest.mark.parametrize("used, limit", [(0, 3000), (0, 40), (3000, 3600), (3000, 3011), (3000, 3016),
-                                         (3000, 3000)])
+@pytest.mark.parametrize(
+    "used, limit", [(0, 3000), (0, 40), (3000, 3600), (3000, 3011), (3000, 3016), (3000, 3000)]
+)
 def test_200_sessions_calling_until_refused_admit_exactly_the_limit(big_db, used, limit):
     """Pings and writes (flow_create, a new flow each) from 200 sessions that each call until
     they are refused: exactly limit - used admitted, and exactly the admitted writes stored."""
@@ -294,15 +326,19 @@ def test_200_sessions_calling_until_refused_admit_exactly_the_limit(big_db, used
         if status == 429:
             b = json.loads(body)
             assert (b["budget"], b["requests"], b["max_requests"]) == ("requests", limit, limit)
-    stored = {r[0] for r in q(dsn, "select flow_id from public.flows_v3 where flow_id like $1", scope + "\\_%")}
+    stored = {
+        r[0] for r in q(dsn, "select flow_id from public.flows_v3 where flow_id like $1", scope + "\\_%")
+    }
     written = {json.loads(b)["flow_id"] for op, s, b in admitted if op == "flow_create"}
     assert stored == written
     assert ledger(dsn, scope) == (limit, 6 * used + sum(len(b.encode()) for _, _, b in admitted))
     if limit - used >= 600:
         assert slots_used(dsn, scope) > 1  # the fast path ran, side by side
-    figure(f"quota/sql: {n} sessions calling until refused, {used} used before, limit {limit}: exactly "
-           f"{len(admitted)} admitted ({len(written)} writes = {len(stored)} rows) in {took:.2f}s, "
-           f"{slots_used(dsn, scope)} slot rows used")
+    figure(
+        f"quota/sql: {n} sessions calling until refused, {used} used before, limit {limit}: exactly "
+        f"{len(admitted)} admitted ({len(written)} writes = {len(stored)} rows) in {took:.2f}s, "
+        f"{slots_used(dsn, scope)} slot rows used"
+    )
 
 
 def test_several_calls_in_one_transaction_are_admitted_exactly(big_db):
@@ -323,8 +359,12 @@ def test_several_calls_in_one_transaction_are_admitted_exactly(big_db):
                 while 429 not in statuses:
                     try:
                         async with con.transaction():
-                            got = [await con.fetchval("select status from mfs_api.call($1, 'ping', '{}', null)",
-                                                      scope) for _ in range(per)]
+                            got = [
+                                await con.fetchval(
+                                    "select status from mfs_api.call($1, 'ping', '{}', null)", scope
+                                )
+                                for _ in range(per)
+                            ]
                     except asyncpg.DeadlockDetectedError:
                         deadlocks += 1  # (rolled back: counts nothing)
                         continue
@@ -345,8 +385,10 @@ def test_several_calls_in_one_transaction_are_admitted_exactly(big_db):
     assert slots_used(dsn, scope) > 1
     # up to mfs.quota_fast_counts() (4) charges a transaction never waits while holding a slot
     assert sum(d for _, d in res) == 0
-    figure(f"quota/sql: {n} sessions, {per} calls per transaction until refused, limit {limit}: exactly "
-           f"{limit} admitted, no deadlock")
+    figure(
+        f"quota/sql: {n} sessions, {per} calls per transaction until refused, limit {limit}: exactly "
+        f"{limit} admitted, no deadlock"
+    )
 
 
 @pytest.mark.parametrize("used_bytes", [0, 2_900_000])
@@ -358,8 +400,11 @@ def test_an_egress_limit_with_replies_of_every_size_is_exact(big_db, used_bytes)
     dsn, n, limit = big_db, 100, 3_000_000
     scope = f"egress{used_bytes}"
     if not q(dsn, "select 1 from public.flows_v3 where flow_id = 'Big599'"):
-        q(dsn, "select mfs_api.call('setup', 'flow_create', jsonb_build_object('flow_id', 'Big' || i), "
-               "'{\"user_name\": \"u\"}') from generate_series(0, 599) i")
+        q(
+            dsn,
+            "select mfs_api.call('setup', 'flow_create', jsonb_build_object('flow_id', 'Big' || i), "
+            '\'{"user_name": "u"}\') from generate_series(0, 599) i',
+        )
     q(dsn, "select mfs_api.set_quota_limits($1, null, $2)", scope, limit)
     preload(dsn, scope, 1 if used_bytes else 0, used_bytes)
 
@@ -379,17 +424,28 @@ def test_an_egress_limit_with_replies_of_every_size_is_exact(big_db, used_bytes)
     assert ledger(dsn, scope) == (len(sizes) + (1 if used_bytes else 0), total)
     assert total - max(sizes) < limit <= total
     refusals = [json.loads(b) for _, s, b in calls if s == 429]
-    assert len(refusals) == n and all(b["budget"] == "egress_bytes" and b["egress_bytes"] == total
-                                      for b in refusals)
-    figure(f"quota/sql: egress limit {limit}, {used_bytes} bytes used before, {n} sessions until refused: "
-           f"{len(sizes)} admitted, ledger {total} bytes = the admitted bodies (largest {max(sizes)})")
+    assert len(refusals) == n and all(
+        b["budget"] == "egress_bytes" and b["egress_bytes"] == total for b in refusals
+    )
+    figure(
+        f"quota/sql: egress limit {limit}, {used_bytes} bytes used before, {n} sessions until refused: "
+        f"{len(sizes)} admitted, ledger {total} bytes = the admitted bodies (largest {max(sizes)})"
+    )
 
 
 # ----------------------------------------------------------------------------- unauthorised calls
 
+
 def sample_path(pattern: str) -> str:
-    values = {"flow_id": "QuotaFlow", "run_number": "1", "step_name": "start", "task_id": "1",
-              "name": "x", "attempt_id": "0", "kind": "flows"}
+    values = {
+        "flow_id": "QuotaFlow",
+        "run_number": "1",
+        "step_name": "start",
+        "task_id": "1",
+        "name": "x",
+        "attempt_id": "0",
+        "kind": "flows",
+    }
     for k, v in values.items():
         pattern = pattern.replace("{" + k + "}", v)
     return pattern
@@ -405,8 +461,18 @@ def test_unauthorised_calls_never_change_the_ledger(router, migrated_db):
     routes = parse_routes()
     assert len(routes) >= 25
     k = router.key
-    wrong = [None, "", "wrong", secrets.token_urlsafe(24)[: len(k)], k[:-1], k + "x", k[:8],
-             ("A" if k[0] != "A" else "B") + k[1:], k[:-1] + ("A" if k[-1] != "A" else "B"), k.upper() + "!"]
+    wrong = [
+        None,
+        "",
+        "wrong",
+        secrets.token_urlsafe(24)[: len(k)],
+        k[:-1],
+        k + "x",
+        k[:8],
+        ("A" if k[0] != "A" else "B") + k[1:],
+        k[:-1] + ("A" if k[-1] != "A" else "B"),
+        k.upper() + "!",
+    ]
     reqs = [(m, sample_path(p), None if m == "GET" else '{"user_name": "u"}') for m, p in routes]
     reqs += [("GET", "/nonexistent", None), ("DELETE", "/flows/QuotaFlow", None), ("POST", "/ping", "{}")]
     total = 0
@@ -423,11 +489,14 @@ def test_unauthorised_calls_never_change_the_ledger(router, migrated_db):
     replies = run_sync(burst(router.port, reqs, "wrong"))
     assert {r.status for r in replies} == {401}
     assert usage_rows(migrated_db) == before
-    figure(f"quota/auth: {total + len(replies)} unauthorised requests over {len(routes)} routes and "
-           f"{len(wrong)} wrong keys: all 401, ledger unchanged")
+    figure(
+        f"quota/auth: {total + len(replies)} unauthorised requests over {len(routes)} routes and "
+        f"{len(wrong)} wrong keys: all 401, ledger unchanged"
+    )
 
 
 # ----------------------------------------------------------------------------- egress
+
 
 def test_a_small_egress_budget_is_exhausted_and_the_429_says_egress(migrated_db):
     scope, limit = "egress", 100
@@ -470,16 +539,21 @@ def test_a_refused_write_leaves_no_trace(router, migrated_db):
 
 # ----------------------------------------------------------------------------- month rollover
 
-@pytest.mark.parametrize("last_instant, first_of_next, month, next_month", [
-    ("2026-01-31 23:59:59.999999+00", "2026-02-01 00:00:00+00", "2026-01", "2026-02"),
-    ("2028-02-29 23:59:59.999999+00", "2028-03-01 00:00:00+00", "2028-02", "2028-03"),  # leap year
-    ("2026-12-31 23:59:59.999999+00", "2027-01-01 00:00:00+00", "2026-12", "2027-01"),  # new year
-    # the same instants written with other offsets: months are UTC months
-    ("2026-07-01 01:59:59.999999+02", "2026-06-30 20:00:00-04", "2026-06", "2026-07"),
-])
+
+@pytest.mark.parametrize(
+    "last_instant, first_of_next, month, next_month",
+    [
+        ("2026-01-31 23:59:59.999999+00", "2026-02-01 00:00:00+00", "2026-01", "2026-02"),
+        ("2028-02-29 23:59:59.999999+00", "2028-03-01 00:00:00+00", "2028-02", "2028-03"),  # leap year
+        ("2026-12-31 23:59:59.999999+00", "2027-01-01 00:00:00+00", "2026-12", "2027-01"),  # new year
+        # the same instants written with other offsets: months are UTC months
+        ("2026-07-01 01:59:59.999999+02", "2026-06-30 20:00:00-04", "2026-06", "2026-07"),
+    ],
+)
 @pytest.mark.parametrize("session_tz", ["UTC", "Pacific/Kiritimati", "America/Los_Angeles"])
-def test_month_rollover_with_the_injected_clock(migrated_db, last_instant, first_of_next, month,
-                                               next_month, session_tz):
+def test_month_rollover_with_the_injected_clock(
+    migrated_db, last_instant, first_of_next, month, next_month, session_tz
+):
     scope = "rollover"
     resets_at = next_month + "-01T00:00:00Z"
 
@@ -490,7 +564,9 @@ def test_month_rollover_with_the_injected_clock(migrated_db, last_instant, first
             await con.execute("select mfs_api.set_quota_limits($1, 3, null)", scope)
 
             async def call(op="ping"):
-                s, b = await con.fetchrow("select status, body from mfs_api.call($1, $2, '{}', null)", scope, op)
+                s, b = await con.fetchrow(
+                    "select status, body from mfs_api.call($1, $2, '{}', null)", scope, op
+                )
                 return s, json.loads(b)
 
             await con.execute(f"set mfs.now = '{last_instant}'")
@@ -513,8 +589,10 @@ def test_month_rollover_with_the_injected_clock(migrated_db, last_instant, first
             # and the clock going back shows the old month exhausted still
             await con.execute(f"set mfs.now = '{last_instant}'")
             assert (await call())[0] == 429
-            return [(r[0], r[1].strftime("%Y-%m"), r[2]) for r in
-                    await con.fetch("select scope, month, requests from mfs.quota_usage order by month")]
+            return [
+                (r[0], r[1].strftime("%Y-%m"), r[2])
+                for r in await con.fetch("select scope, month, requests from mfs.quota_usage order by month")
+            ]
         finally:
             await con.close()
 
@@ -543,11 +621,15 @@ def test_month_rollover_through_the_router(migrated_db):
         assert s.get(f"{router.url}/ping").status_code == 200
     finally:
         router.stop()
-        q(migrated_db, f"alter database \"{db}\" reset mfs.now")
-    assert [(r[1].strftime("%Y-%m"), r[2]) for r in usage_rows(migrated_db)] == [("2026-03", 3), ("2026-04", 2)]
+        q(migrated_db, f'alter database "{db}" reset mfs.now')
+    assert [(r[1].strftime("%Y-%m"), r[2]) for r in usage_rows(migrated_db)] == [
+        ("2026-03", 3),
+        ("2026-04", 2),
+    ]
 
 
 # ----------------------------------------------------------------------------- GET /usage
+
 
 def test_get_usage_shows_this_months_usage(migrated_db):
     scope = "shown"
@@ -555,7 +637,9 @@ def test_get_usage_shows_this_months_usage(migrated_db):
     router = Router(migrated_db, secrets.token_urlsafe(24), scope=scope)
     try:
         s = router.session()
-        sent = [s.get(f"{router.url}/ping") for _ in range(5)] + [s.get(f"{router.url}/flows") for _ in range(2)]
+        sent = [s.get(f"{router.url}/ping") for _ in range(5)] + [
+            s.get(f"{router.url}/flows") for _ in range(2)
+        ]
         assert all(r.status_code == 200 for r in sent)
         now = dt.datetime.now(dt.timezone.utc)
         u = s.get(f"{router.url}/usage")
@@ -565,9 +649,15 @@ def test_get_usage_shows_this_months_usage(migrated_db):
     assert u.status_code == 200 and u.headers["content-type"] == "application/json"
     body = u.json()
     # what was used before this request: 7 requests and exactly their bytes
-    assert body == {"scope": scope, "month": now.strftime("%Y-%m"), "requests": 7,
-                    "egress_bytes": sum(len(r.content) for r in sent), "max_requests": 1000,
-                    "max_egress_bytes": 1000000000, "resets_at": next_month_start(now)}
+    assert body == {
+        "scope": scope,
+        "month": now.strftime("%Y-%m"),
+        "requests": 7,
+        "egress_bytes": sum(len(r.content) for r in sent),
+        "max_requests": 1000,
+        "max_egress_bytes": 1000000000,
+        "resets_at": next_month_start(now),
+    }
     # the /usage request itself is counted too; the refused anonymous one is not
     assert anon.status_code == 401
     assert ledger(migrated_db, scope) == (8, body["egress_bytes"] + len(u.content))

@@ -9,15 +9,28 @@ from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1400,1000"]
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+]
 
 
 def available() -> str | None:
     """None when Chromium and its driver are installed, else what is missing."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
-    return f"missing {', '.join(missing)} (apt-get install chromium chromium-driver; .ci/run does)" if missing else None
+    return (
+        f"missing {', '.join(missing)} (apt-get install chromium chromium-driver; .ci/run does)"
+        if missing
+        else None
+    )
 
 
 class Browser:
@@ -43,17 +56,23 @@ class Browser:
     def console_errors(self) -> list[str]:
         """SEVERE console entries, but for external hosts this offline machine cannot resolve
         (the default card links Google Fonts)."""
-        return [e["message"] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"
-                and not ("net::ERR_NAME_NOT_RESOLVED" in e["message"] and "127.0.0.1" not in e["message"])]
+        return [
+            e["message"]
+            for e in self.driver.get_log("browser")
+            if e["level"] == "SEVERE"
+            and not ("net::ERR_NAME_NOT_RESOLVED" in e["message"] and "127.0.0.1" not in e["message"])
+        ]
 
     def text(self) -> str:
         return self.driver.find_element("tag name", "body").text
 
     def wait_text(self, *needles: str, timeout: float = 30) -> str:
         from selenium.webdriver.support.ui import WebDriverWait
+
         WebDriverWait(self.driver, timeout, poll_frequency=0.3).until(
             lambda d: all(n in d.find_element("tag name", "body").text for n in needles),
-            message=f"never showed {needles}")
+            message=f"never showed {needles}",
+        )
         return self.text()
 
     def close(self) -> None:

@@ -27,12 +27,16 @@ def test_runs_list_envelope_and_statuses(ui_scene):
     status = {r["flow_id"]: r["status"] for r in body["data"]}
     assert status == {"UiDemoFlow": "completed", "UiFailFlow": "failed", "UiSlowFlow": "running"}
     demo = next(r for r in body["data"] if r["flow_id"] == "UiDemoFlow")
-    assert demo["finished_at"] > demo["ts_epoch"] and demo["duration"] == demo["finished_at"] - demo["ts_epoch"]
+    assert (
+        demo["finished_at"] > demo["ts_epoch"] and demo["duration"] == demo["finished_at"] - demo["ts_epoch"]
+    )
     assert demo["user"] == "tester" and "user:tester" in demo["system_tags"]
     slow = next(r for r in body["data"] if r["flow_id"] == "UiSlowFlow")
     assert slow["finished_at"] is None and slow["duration"] > 0
     # newest first
-    assert [r["ts_epoch"] for r in body["data"]] == sorted((r["ts_epoch"] for r in body["data"]), reverse=True)
+    assert [r["ts_epoch"] for r in body["data"]] == sorted(
+        (r["ts_epoch"] for r in body["data"]), reverse=True
+    )
 
 
 def test_runs_filters_groups_and_pages(ui_scene):
@@ -41,15 +45,20 @@ def test_runs_filters_groups_and_pages(ui_scene):
     assert [r["flow_id"] for r in get(ui_scene, "/runs", status="running")["data"]] == ["UiSlowFlow"]
     assert get(ui_scene, "/runs", user="null")["data"] == []
     assert len(get(ui_scene, "/runs", user="tester")["data"]) == 3
-    assert [r["flow_id"] for r in get(ui_scene, "/runs", _tags="user:tester", _order="+flow_id")["data"]] == \
-        ["UiDemoFlow", "UiFailFlow", "UiSlowFlow"]
+    assert [r["flow_id"] for r in get(ui_scene, "/runs", _tags="user:tester", _order="+flow_id")["data"]] == [
+        "UiDemoFlow",
+        "UiFailFlow",
+        "UiSlowFlow",
+    ]
     p1 = get(ui_scene, "/runs", _limit=2, _page=1)
     p2 = get(ui_scene, "/runs", _limit=2, _page=2)
     assert len(p1["data"]) == 2 and p1["pages"]["next"] == 2 and "_page=2" in p1["links"]["next"]
     assert len(p2["data"]) == 1 and p2["pages"]["next"] is None
     assert {r["flow_id"] for r in p1["data"] + p2["data"]} == {"UiDemoFlow", "UiFailFlow", "UiSlowFlow"}
     grouped = get(ui_scene, "/runs", _group="flow_id", _limit=2, _group_limit=7)
-    assert [r["flow_id"] for r in grouped["data"]] == ["UiDemoFlow", "UiFailFlow"] and grouped["pages"]["next"] == 2
+    assert [r["flow_id"] for r in grouped["data"]] == ["UiDemoFlow", "UiFailFlow"] and grouped["pages"][
+        "next"
+    ] == 2
     r = requests.get(f"{ui_scene.ui.url}/api/runs", params={"status": "bogus"}, timeout=30)
     assert r.status_code == 400 and "status" in r.json()["message"]
 
@@ -60,8 +69,9 @@ def test_run_page_data(ui_scene):
     assert get(ui_scene, base)["data"]["status"] == "completed"
     assert get(ui_scene, base + "/parameters")["data"] == {"n": {"value": "3"}}
     steps = get(ui_scene, base + "/steps", _order="+ts_epoch", _limit=1000)["data"]
-    assert [s["step_name"] for s in steps] == ["_parameters", "start", "each", "join", "flaky", "end"] or \
-        [s["step_name"] for s in steps if s["step_name"] != "_parameters"] == ["start", "each", "join", "flaky", "end"]
+    assert [s["step_name"] for s in steps] == ["_parameters", "start", "each", "join", "flaky", "end"] or [
+        s["step_name"] for s in steps if s["step_name"] != "_parameters"
+    ] == ["start", "each", "join", "flaky", "end"]
     assert all(s["duration"] is not None and s["duration"] >= 0 for s in steps)
     tasks = get(ui_scene, base + "/tasks", _order="+ts_epoch", _limit=1000, postprocess="false")["data"]
     by_step = {}
@@ -118,8 +128,11 @@ def test_running_task_and_its_logs(ui_scene):
     tasks = get(ui_scene, f"/flows/UiSlowFlow/runs/{run['run_number']}/tasks")["data"]
     wait = next(t for t in tasks if t["step_name"] == "wait")
     assert wait["status"] == "running" and wait["finished_at"] is None
-    out = get(ui_scene, f"/flows/UiSlowFlow/runs/{run['run_number']}/steps/wait/tasks/{wait['task_id']}/logs/out",
-              attempt_id=0)
+    out = get(
+        ui_scene,
+        f"/flows/UiSlowFlow/runs/{run['run_number']}/steps/wait/tasks/{wait['task_id']}/logs/out",
+        attempt_id=0,
+    )
     assert out["data"] == [] or all("line" in r for r in out["data"])
 
 
@@ -129,16 +142,26 @@ def test_card_list_and_html(ui_scene):
     base = f"/flows/UiDemoFlow/runs/{run['run_number']}/steps/start/tasks/{start['task_id']}"
     cards = get(ui_scene, base + "/cards")["data"]
     assert len(cards) == 1 and cards[0]["type"] == "default" and cards[0]["hash"]
-    html = requests.get(f"{ui_scene.ui.url}/api{base}/cards/{cards[0]['hash']}", params={"embed": "true"}, timeout=30)
-    assert html.status_code == 200 and html.headers["Content-Type"].startswith("text/html") and "<html" in html.text.lower()
+    html = requests.get(
+        f"{ui_scene.ui.url}/api{base}/cards/{cards[0]['hash']}", params={"embed": "true"}, timeout=30
+    )
+    assert (
+        html.status_code == 200
+        and html.headers["Content-Type"].startswith("text/html")
+        and "<html" in html.text.lower()
+    )
 
 
 def test_autocomplete_and_small_endpoints(ui_scene):
-    assert get(ui_scene, "/flows/autocomplete", **{"_limit": 5, "flow_id:co": "fail"}) == {"status": 200, "data": ["UiFailFlow"]}
+    assert get(ui_scene, "/flows/autocomplete", **{"_limit": 5, "flow_id:co": "fail"}) == {
+        "status": 200,
+        "data": ["UiFailFlow"],
+    }
     assert "user:tester" in get(ui_scene, "/tags/autocomplete", **{"_limit": 5, "tag:co": "teste"})["data"]
     run = run_of(ui_scene, "UiDemoFlow")
-    assert get(ui_scene, f"/flows/UiDemoFlow/runs/{run['run_number']}/steps/autocomplete",
-               **{"step_name:co": "fla"})["data"] == ["flaky"]
+    assert get(
+        ui_scene, f"/flows/UiDemoFlow/runs/{run['run_number']}/steps/autocomplete", **{"step_name:co": "fla"}
+    )["data"] == ["flaky"]
     assert isinstance(get(ui_scene, "/features"), dict)
     assert get(ui_scene, "/plugin") == [] and get(ui_scene, "/links") == []
     assert requests.get(f"{ui_scene.ui.url}/api/version", timeout=10).text
@@ -155,7 +178,9 @@ def test_index_static_and_safety(ui_scene):
         assert "root:" not in r.text
     evil = requests.get(f"{ui_scene.ui.url}/api/runs", headers={"Host": "evil.example:80"}, timeout=10)
     assert evil.status_code == 403
-    traversal = requests.get(f"{ui_scene.ui.url}/api/flows/UiDemoFlow/runs/1/steps/..%2F..%2F/tasks/1/logs/out", timeout=10)
+    traversal = requests.get(
+        f"{ui_scene.ui.url}/api/flows/UiDemoFlow/runs/1/steps/..%2F..%2F/tasks/1/logs/out", timeout=10
+    )
     assert traversal.status_code in (400, 404)
     # nothing the browser can fetch carries the key
     for path in ("/api/runs", "/api/features"):
@@ -168,14 +193,23 @@ def test_websocket_ping_and_pushed_rows(ui_scene):
             async with s.ws_connect(f"{ui_scene.ui.url}/api/ws") as ws:
                 await ws.send_str("__ping__")
                 assert (await ws.receive(timeout=5)).data == "__pong__"
-                await ws.send_str(json.dumps({"type": "SUBSCRIBE", "uuid": "u1", "resource": "/runs?_limit=30",
-                                              "since": int(time.time()) - 3600}))
+                await ws.send_str(
+                    json.dumps(
+                        {
+                            "type": "SUBSCRIBE",
+                            "uuid": "u1",
+                            "resource": "/runs?_limit=30",
+                            "since": int(time.time()) - 3600,
+                        }
+                    )
+                )
                 got = []
                 deadline = time.monotonic() + 20
                 while len(got) < 3 and time.monotonic() < deadline:
                     msg = await ws.receive(timeout=20)
                     got.append(json.loads(msg.data))
                 return got
+
     got = run_sync(go())
     assert {m["type"] for m in got} == {"INSERT"} and {m["uuid"] for m in got} == {"u1"}
     assert {m["data"]["flow_id"] for m in got} == {"UiDemoFlow", "UiFailFlow", "UiSlowFlow"}

@@ -68,8 +68,13 @@ def test_home_run_and_task_pages(ui_scene, browser):
     # task page of the retried step: both attempts, the lines it printed
     flaky = next(t for t in tasks if t["step_name"] == "flaky")["task_id"]
     b.driver.get(f"{url}/UiDemoFlow/{demo}/flaky/{flaky}")
-    b.wait_text("Attempt 0", "Attempt 1", "flaky attempt 1 says hello on stdout",
-                "flaky attempt 1 complains on stderr", timeout=40)
+    b.wait_text(
+        "Attempt 0",
+        "Attempt 1",
+        "flaky attempt 1 says hello on stdout",
+        "flaky attempt 1 complains on stderr",
+        timeout=40,
+    )
     shot(b, "task")
     # the failing run reads failed on its own page
     fail = by_flow["UiFailFlow"]["run_number"]
@@ -82,7 +87,9 @@ def test_home_run_and_task_pages(ui_scene, browser):
 def test_card_renders(ui_scene, browser):
     b, url = browser, ui_scene.ui.url
     demo = runs(ui_scene)["UiDemoFlow"]["run_number"]
-    start = requests.get(f"{url}/api/flows/UiDemoFlow/runs/{demo}/steps/start/tasks", timeout=30).json()["data"][0]
+    start = requests.get(f"{url}/api/flows/UiDemoFlow/runs/{demo}/steps/start/tasks", timeout=30).json()[
+        "data"
+    ][0]
     b.driver.get(f"{url}/UiDemoFlow/{demo}/start/{start['task_id']}")
     b.wait_text("Task", "start")
     frames = []
@@ -102,15 +109,24 @@ def test_new_run_appears_without_reload(ui_scene, browser):
     b.driver.get(url + "/?timerange_start=0")
     b.wait_text("UiDemoFlow")
     b.driver.execute_script("window.__mark = 'same page'")
-    res = subprocess.run([sys.executable, str(FLOWS / "ui_demo_flow.py"), "--no-pylint", "run", "--n", "1"],
-                         env=ui_scene.env, cwd=ui_scene.sysroot, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, str(FLOWS / "ui_demo_flow.py"), "--no-pylint", "run", "--n", "1"],
+        env=ui_scene.env,
+        cwd=ui_scene.sysroot,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     new = {r["run_number"] for r in requests.get(url + "/api/runs", timeout=30).json()["data"]} - before
     assert len(new) == 1
     run_id = new.pop()
     from selenium.webdriver.support.ui import WebDriverWait
+
     WebDriverWait(b.driver, 30, poll_frequency=0.5).until(
-        lambda d: run_id in [c.text for c in d.find_elements("css selector", "td")], message="the new run never appeared")
+        lambda d: run_id in [c.text for c in d.find_elements("css selector", "td")],
+        message="the new run never appeared",
+    )
     assert b.driver.execute_script("return window.__mark") == "same page"
     assert b.console_errors() == []
 

@@ -35,7 +35,11 @@ def release_server():
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}/metaflow-ui.zip", hashlib.sha256(data).hexdigest(), Handler
+        yield (
+            f"http://127.0.0.1:{srv.server_address[1]}/metaflow-ui.zip",
+            hashlib.sha256(data).hexdigest(),
+            Handler,
+        )
     finally:
         srv.shutdown()
         srv.server_close()
@@ -71,8 +75,11 @@ def test_entries_escaping_the_folder_refuse_the_zip(tmp_path, name):
         zf.writestr(name, "x")
     with pytest.raises(bundle.BundleError, match="outside"):
         bundle.ensure(str(z), root=tmp_path / "cache")
-    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "cache").exists() or \
-        not any((tmp_path / "cache").iterdir())
+    assert (
+        not (tmp_path / "evil.txt").exists()
+        and not (tmp_path / "cache").exists()
+        or not any((tmp_path / "cache").iterdir())
+    )
 
 
 def test_local_zip_and_index_injection(tmp_path):

@@ -20,8 +20,10 @@ def bundle_zip() -> Path:
     """The v1.3.14 UI build in ../shared (relative to the repository root)."""
     path = ROOT.parent / BUNDLE_REL
     if not path.is_file():
-        raise FileNotFoundError(f"the Metaflow UI bundle fixture is missing: expected {path} "
-                                f"(../{BUNDLE_REL} relative to the repository)")
+        raise FileNotFoundError(
+            f"the Metaflow UI bundle fixture is missing: expected {path} "
+            f"(../{BUNDLE_REL} relative to the repository)"
+        )
     return path
 
 
@@ -32,8 +34,22 @@ class UiServer:
         self.port = free_port()
         env = {**env, "MFS_UI_CACHE": str(cache)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mfs", "ui", "--bundle", str(bundle or bundle_zip()), "--port", str(self.port)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "mfs",
+                "ui",
+                "--bundle",
+                str(bundle or bundle_zip()),
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             self.banner, self.lines = read_until(self.proc, "Metaflow UI on", 60)
         except BaseException:
@@ -49,8 +65,14 @@ class UiServer:
 
 
 def run_flow(env: dict, cwd: Path, name: str, *args, check: bool = True) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, str(FLOWS / name), "--no-pylint", "run", *args], env=env, cwd=cwd,
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, str(FLOWS / name), "--no-pylint", "run", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check and res.returncode != 0:
         raise AssertionError(f"{name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
     return res
@@ -61,6 +83,7 @@ class Scene:
 
     def __init__(self, dsn: str, tmp: Path):
         import secrets
+
         self.tmp = tmp
         self.router = Router(dsn, secrets.token_urlsafe(24))
         self.slow = None
@@ -74,9 +97,13 @@ class Scene:
             run_flow(self.env, self.sysroot, "ui_demo_flow.py")
             res = run_flow(self.env, self.sysroot, "ui_fail_flow.py", check=False)
             assert res.returncode != 0, "the failing flow did not fail"
-            self.slow = subprocess.Popen([sys.executable, str(FLOWS / "ui_slow_flow.py"), "--no-pylint", "run"],
-                                         env=self.env, cwd=self.sysroot, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
+            self.slow = subprocess.Popen(
+                [sys.executable, str(FLOWS / "ui_slow_flow.py"), "--no-pylint", "run"],
+                env=self.env,
+                cwd=self.sysroot,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             self._wait_for_slow_step()
             self.ui = UiServer(self.env, tmp / "ui-cache")
         except BaseException:
@@ -115,7 +142,18 @@ def age_run(dsn: str, flow: str, seconds: int) -> None:
     """Moves a flow's runs `seconds` into the past, as if they had ended that long ago (a failed
     run reads as running until the official 6-minute heartbeat cutoff has passed)."""
     from testkit import q
+
     for table in ("runs_v3", "steps_v3", "tasks_v3", "metadata_v3", "artifact_v3"):
-        q(dsn, f"update public.{table} set ts_epoch = ts_epoch - $2::bigint * 1000 where flow_id = $1", flow, seconds)
+        q(
+            dsn,
+            f"update public.{table} set ts_epoch = ts_epoch - $2::bigint * 1000 where flow_id = $1",
+            flow,
+            seconds,
+        )
     for table in ("runs_v3", "tasks_v3"):
-        q(dsn, f"update public.{table} set last_heartbeat_ts = last_heartbeat_ts - $2 where flow_id = $1", flow, seconds)
+        q(
+            dsn,
+            f"update public.{table} set last_heartbeat_ts = last_heartbeat_ts - $2 where flow_id = $1",
+            flow,
+            seconds,
+        )

@@ -9,7 +9,7 @@ class PulumiHelloFlow(FlowSpec):
 
     @step
     def square(self):
-        self.value = self.input ** 2
+        self.value = self.input**2
         self.next(self.join)
 
     @step

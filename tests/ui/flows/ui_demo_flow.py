@@ -5,6 +5,7 @@ from metaflow import FlowSpec, Parameter, card, current, retry, step
 
 class UiDemoFlow(FlowSpec):
     """A foreach, a card, and a step whose first attempt fails (retried once)."""
+
     n = Parameter("n", default=3, type=int)
 
     @card

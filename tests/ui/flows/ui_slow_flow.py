@@ -15,7 +15,9 @@ class UiSlowFlow(FlowSpec):
     def wait(self):
         print("waiting to be released")
         deadline = time.time() + 600
-        while not os.path.exists(os.environ.get("UI_SLOW_RELEASE", "/nonexistent")) and time.time() < deadline:
+        while (
+            not os.path.exists(os.environ.get("UI_SLOW_RELEASE", "/nonexistent")) and time.time() < deadline
+        ):
             time.sleep(0.5)
         self.next(self.end)
 
