@@ -1,6 +1,6 @@
 // deno test: the handler hands what gzip saved to its next call, gives it back after a quota
 // refusal, drops it after a failed call, and a saving never crosses into another month.
-import { createHandler } from "./handler.ts";
+import { createHandler, type RouterConfig } from "./handler.ts";
 import { EgressSavings } from "./egress.ts";
 
 function assertEquals(actual: unknown, expected: unknown, what: string) {
@@ -13,7 +13,10 @@ const BIG = JSON.stringify(Array.from({ length: 300 }, (_, i) => ({ run_number: 
 const MONTH = new Date().toISOString().slice(0, 7);
 
 /** A handler over a fake database that answers `replies` in turn and records each call's args. */
-function fakeRouter(replies: ({ status: number; body: string } | Error)[]) {
+function fakeRouter(
+  replies: ({ status: number; body: string } | Error)[],
+  options: Partial<RouterConfig> = {},
+) {
   const seen: Record<string, string>[] = [];
   const handler = createHandler({
     apiKey: "k",
@@ -22,9 +25,12 @@ function fakeRouter(replies: ({ status: number; body: string } | Error)[]) {
       const r = replies.shift()!;
       return r instanceof Error ? Promise.reject(r) : Promise.resolve({ ...r, next_cursor: null });
     },
+    ...options,
   });
   const get = (encoding: string) =>
-    handler(new Request("http://x/flows/F/runs", { headers: { "x-api-key": "k", "accept-encoding": encoding } }));
+    handler(
+      new Request("http://x/flows/F/runs", { headers: { "x-api-key": "k", "accept-encoding": encoding } }),
+    );
   return { seen, get };
 }
 
@@ -42,7 +48,11 @@ Deno.test("a compressed reply's saving goes with the next call, exactly once", a
   await get("identity");
   await get("identity");
   const plain = new TextEncoder().encode(BIG).byteLength;
-  assertEquals(seen.map((a) => a._egress_saved ?? null), [null, `${MONTH}:${plain - wire}`, null, null], "args");
+  assertEquals(
+    seen.map((a) => a._egress_saved ?? null),
+    [null, `${MONTH}:${plain - wire}`, null, null],
+    "args",
+  );
 });
 
 Deno.test("a quota refusal gives the saving back; a failed call drops it", async () => {
@@ -58,6 +68,17 @@ Deno.test("a quota refusal gives the saving back; a failed call drops it", async
   assertEquals((await get("gzip")).status, 503, "failed");
   await get("gzip");
   assertEquals(seen.map((a) => a._egress_saved ?? null), [null, saved, saved, null], "args");
+});
+
+Deno.test("nothing is handed over when egress counts uncompressed bytes or the runtime compresses", async () => {
+  for (const options of [{ egressCounts: "uncompressed" }, { compression: "runtime" }] as const) {
+    const { seen, get } = fakeRouter([{ status: 200, body: BIG }, { status: 200, body: "[]" }], options);
+    const first = await get("gzip");
+    assertEquals(first.headers.get("content-encoding"), "gzip", "still compressed");
+    await first.arrayBuffer();
+    await get("gzip");
+    assertEquals(seen.map((a) => a._egress_saved ?? null), [null, null], JSON.stringify(options));
+  }
 });
 
 Deno.test("savings of a past month are not handed to the next month", () => {

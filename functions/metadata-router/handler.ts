@@ -30,6 +30,10 @@ export interface RouterConfig {
    * the handler knows the compressed size, so only then does the quota count it (egress.ts);
    * otherwise it counts the uncompressed reply. */
   compression?: "handler" | "runtime" | "off";
+  /** What the quota's egress budget counts: the reply bytes sent to clients, after gzip
+   * ("sent", default), or before gzip ("uncompressed": what the database sends the router,
+   * which is what a database billed for its outbound transfer, such as Neon, counts). */
+  egressCounts?: "sent" | "uncompressed";
 }
 
 export type LogLevel = "info" | "error";
@@ -244,7 +248,7 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
   // just above the server's statement_timeout (15 s, db.ts), which normally answers first
   const callTimeout = config.callTimeoutMs ?? 16_000;
   const logTo = config.log ?? (() => {});
-  const savings = new EgressSavings();
+  const savings = config.egressCounts === "uncompressed" ? null : new EgressSavings();
   // every line says when, so that an outage can be matched with the database's own log
   const log = (level: LogLevel, line: string) => logTo(`${new Date().toISOString()} ${level} ${line}`, level);
   if (!config.apiKey) throw new Error("an API key is required (METADATA_API_KEY)");
@@ -294,11 +298,11 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
         }
       }
       const body = req.method === "GET" ? null : await readBody(req, maxBody);
-      const saved = savings.take();
+      const saved = savings?.take() ?? null;
       if (saved !== null) params[EGRESS_SAVED_ARG] = saved;
       const res = await withDeadline(config.call(scope, route.op, params, body), callTimeout);
       // a quota refusal counted nothing (its transaction rolled back)
-      if (saved !== null && res.status === 429) savings.giveBack(saved);
+      if (saved !== null && res.status === 429) savings?.giveBack(saved);
       const headers: Record<string, string> = res.next_cursor ? { "X-Next-Cursor": res.next_cursor } : {};
       if (compression !== "off" && res.body.length >= COMPRESS_FROM_BYTES) {
         headers["vary"] = "accept-encoding";
@@ -307,7 +311,7 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
           if (compression === "handler") {
             const plain = new TextEncoder().encode(res.body); // what mfs_api.call counted
             const packed = await gzip(plain);
-            savings.add(plain.byteLength, packed.byteLength);
+            savings?.add(plain.byteLength, packed.byteLength);
             return new Response(packed, { status: res.status, headers: jsonHeaders(headers) });
           }
         }
