@@ -32,17 +32,18 @@ create or replace function mfs.runs_complete_text(p_flow_id text) returns text
 language sql stable as $$
     select '[' || coalesce(string_agg(
         '{"tags": ' || coalesce(nullif(r.tags, 'null'::jsonb), '[]'::jsonb)::text
-        || ', "user": ' || case when r.system_tags ? ('user:' || r.user_name) then to_json(r.user_name)::text
-                                else 'null' end
-        || ', "flow_id": ' || to_json(r.flow_id)::text
-        || ', "ts_epoch": ' || r.ts_epoch::text
-        || ', "user_name": ' || coalesce(to_json(r.user_name)::text, 'null')
+        || ', "user": ' || case when r.system_tags ? ('user:' || r.user_name) then u.json else 'null' end
+        || f.flow_and_ts || r.ts_epoch::text
+        || ', "user_name": ' || coalesce(u.json, 'null')
         || ', "run_number": ' || coalesce(to_json(r.run_id)::text, r.run_number::text)
         || ', "system_tags": ' || coalesce(nullif(r.system_tags, 'null'::jsonb), '[]'::jsonb)::text
         || ', "last_heartbeat_ts": ' || coalesce(r.last_heartbeat_ts::text, 'null')
         || '}',
         ', ' order by r.ts_epoch desc, r.run_number desc), '') || ']'
-      from public.runs_v3 r
+      -- the flow's id is escaped once for all its runs, a run's user name once for two keys
+      from (select ', "flow_id": ' || to_json(p_flow_id)::text || ', "ts_epoch": ' as flow_and_ts) f
+     cross join public.runs_v3 r
+     cross join lateral (select to_json(r.user_name)::text as json) u
      where r.flow_id = p_flow_id
 $$;
 
