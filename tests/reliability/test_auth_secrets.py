@@ -4,9 +4,9 @@
   same length, a prefix of the right key, the right key plus a character, one character
   changed, the key sent as a bearer token or in the query string) with 401 and a JSON body;
   only GET /healthcheck is open.
-* The key comparison is constant-time by construction: keyMatches in handler.ts compares the
-  SHA-256 digests of both keys with no early exit (checked on the source here, and functionally
-  by handler_test.ts under deno test). Response times of wrong keys are measured and recorded
+* The key comparison is constant-time by construction: keyMatches in handler.ts compares
+  every byte of the expected key with no early exit (checked on the source here, and
+  functionally by handler_test.ts under deno test). Response times of wrong keys are measured and recorded
   as a figure only: a timing assertion would be flaky on a shared machine.
 * No key, password or connection string appears in the router's log or in any answer, while
   errors are driven: bad input, 404/405/409/413, an internal error (a dropped function), a
