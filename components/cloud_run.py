@@ -22,9 +22,13 @@ CONTAINER_PORT = 8080
 MOUNT = "/router"
 
 
-def container_env(database_url, api_key, quota_scope: str) -> dict:
+def container_env(database_url, api_key, quota_scope: str, database: str = "") -> dict:
     """The container's environment; its SECRET_VARS come from Secret Manager."""
-    return {"HOST": "0.0.0.0", **router_env(database_url, api_key, quota_scope), "DENO_DIR": "/tmp/deno"}
+    return {
+        "HOST": "0.0.0.0",
+        **router_env(database_url, api_key, quota_scope, database=database),
+        "DENO_DIR": "/tmp/deno",
+    }
 
 
 def cloud_run_service(name, s, names, database_url, api_key, quota_scope, parent) -> pulumi.Output:
@@ -85,7 +89,7 @@ def cloud_run_service(name, s, names, database_url, api_key, quota_scope, parent
         )
     ]
 
-    env, env_secrets = container_env(database_url, api_key, quota_scope), {}
+    env, env_secrets = container_env(database_url, api_key, quota_scope, s.database), {}
     for var, value in [(var, env.pop(var)) for var in SECRET_VARS]:
         slug = var.lower().replace("_", "-")
         secret = gcp.secretmanager.Secret(

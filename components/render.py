@@ -30,9 +30,13 @@ def start_command(deno: str = "deno", secrets_dir: str = SECRETS_DIR) -> list[st
     return [deno, *RUN_FLAGS, f"{secrets_dir}/{BUNDLE_FILE}"]
 
 
-def container_env(database_url, api_key, quota_scope: str) -> dict:
+def container_env(database_url, api_key, quota_scope: str, database: str = "") -> dict:
     """The service's environment (values may be Outputs; the first two are secrets)."""
-    return {"HOST": "0.0.0.0", "PORT": PORT, **router_env(database_url, api_key, quota_scope)}
+    return {
+        "HOST": "0.0.0.0",
+        "PORT": PORT,
+        **router_env(database_url, api_key, quota_scope, database=database),
+    }
 
 
 def render_service(name, s, database_url, api_key, quota_scope, parent) -> pulumi.Output:
@@ -61,7 +65,7 @@ def render_service(name, s, database_url, api_key, quota_scope, parent) -> pulum
         logging="stderr",
         opts=child,
     )
-    env = container_env(database_url, api_key, quota_scope)
+    env = container_env(database_url, api_key, quota_scope, s.database)
     service = render.services.WebService(
         f"{name}-service",
         name=f"{s.project_name}-router",

@@ -31,11 +31,23 @@ def deno_binary() -> str:
 SECRET_VARS = ("DATABASE_URL", "METADATA_API_KEY")  # what a backend must store as secrets
 
 
-def router_env(database_url, api_key, quota_scope="default", path_prefix: str = "") -> dict:
+# Databases whose vendor bills the bytes leaving the database (Neon's "public network
+# transfer", CockroachDB's request units): the quota's egress counts replies before gzip there.
+EGRESS_BILLED_AT_DATABASE = ("neon", "cockroach")
+
+
+def router_env(
+    database_url, api_key, quota_scope="default", path_prefix: str = "", database: str = ""
+) -> dict:
     """The router's environment, the same on every backend (values may be Pulumi Outputs);
-    PATH_PREFIX only where the router is served under one."""
+    PATH_PREFIX only where the router is served under one; QUOTA_EGRESS=uncompressed where the
+    database's vendor bills what the database sends (`database`: the stack's `database` setting)."""
     env = {"DATABASE_URL": database_url, "METADATA_API_KEY": api_key, "QUOTA_SCOPE": quota_scope}
-    return {**env, "PATH_PREFIX": path_prefix} if path_prefix else env
+    if path_prefix:
+        env["PATH_PREFIX"] = path_prefix
+    if database in EGRESS_BILLED_AT_DATABASE:
+        env["QUOTA_EGRESS"] = "uncompressed"
+    return env
 
 
 def router_command() -> list[str]:

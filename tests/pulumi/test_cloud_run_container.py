@@ -37,6 +37,9 @@ def test_the_registered_container_listens_on_all_interfaces_at_port(stack, tmp_p
     assert container["ports"]["containerPort"] == CONTAINER_PORT
     plain = {e["name"]: e["value"] for e in container["envs"] if "value" in e}
     assert "PORT" not in plain  # reserved: Cloud Run refuses a service that sets it
+    # Neon and CockroachDB bill what leaves the database: egress counted before gzip (the router
+    # started below refuses a value it does not know)
+    assert plain["QUOTA_EGRESS"] == "uncompressed"
     port = free_port()
     env = {
         **plain,

@@ -105,8 +105,10 @@ def test_env_holds_render_contract_and_the_secrets_stay_secret(run):
         "QUOTA_SCOPE": "team-r",
         "DATABASE_URL": NEON_URL,
         "METADATA_API_KEY": SECRETS["apiKey"],
+        # Neon bills what leaves the database: the quota counts replies before gzip
+        "QUOTA_EGRESS": "uncompressed",
     }
-    assert env == container_env(NEON_URL, SECRETS["apiKey"], "team-r")
+    assert env == container_env(NEON_URL, SECRETS["apiKey"], "team-r", "neon")
 
 
 def test_a_free_plan_is_refused_with_the_reason():
