@@ -3,6 +3,7 @@
 --   ui_runs_view: the home page's runs list (mfs_api.ui_runs, 0030) and, in the same reply, the
 --     start-step metadata of each listed run, which the UI asks for once per row.
 --   ui_run_view:  what the run page reads (run, steps, tasks, parameters, start metadata) in one.
+--   ui_artifact_names: the artifact names of a run containing a text (the search box).
 --   ui_changes:   what changed since a cursor (high-water marks of index-backed columns: new runs
 --     by ts_epoch, new tasks by task_id, new metadata rows by id), for the websocket's pushes.
 
@@ -68,6 +69,23 @@ begin
         'first_artifact', (mfs_api.ui_run_artifacts(run_args || '{"_limit": "1", "_page": "1"}', b)).body,
         'start_metadata', (mfs_api.ui_run_metadata(
             run_args || '{"step_name": "start", "_limit": "1000", "_page": "1"}', b)).body), null::text);
+end
+$$;
+
+-- GET /ui/flows/{flow_id}/runs/{run_number}/artifact_names?contains=&_limit=: up to _limit (default
+-- 5) distinct artifact names of the run containing `contains` (case-insensitive), ascending.
+create or replace function mfs_api.ui_artifact_names(a jsonb, b jsonb) returns mfs.reply
+language plpgsql stable as $$
+declare
+    r public.runs_v3 := mfs.find_run(mfs.arg(a, 'flow_id'), mfs.arg(a, 'run_number'));
+    pat text := '%' || replace(replace(replace(coalesce(a ->> 'contains', ''), '\', '\\'), '%', '\%'), '_', '\_') || '%';
+    lim int := (mfs.ui_page(a, 5)).lim;
+begin
+    return row(200, (select coalesce(jsonb_agg(v order by v), '[]')
+                       from (select distinct x.name as v from public.artifact_v3 x
+                              where x.flow_id = r.flow_id and x.run_number = r.run_number
+                                and x.name ilike pat
+                              order by 1 limit lim) n), null::text);
 end
 $$;
 
@@ -145,6 +163,7 @@ begin
     return case op
         when 'ui_runs_view' then mfs_api.ui_runs_view(a, b)
         when 'ui_run_view' then mfs_api.ui_run_view(a, b)
+        when 'ui_artifact_names' then mfs_api.ui_artifact_names(a, b)
         when 'ui_changes' then mfs_api.ui_changes(a, b)
         else mfs.dispatch_before_ui_2(op, a, b)
     end;

@@ -113,6 +113,12 @@ export const ROUTES: Route[] = [
   { method: "GET", pattern: "/ui/changes", op: "ui_changes", query: ["run_ts", "task_id", "metadata_id"] },
   { method: "GET", pattern: `/ui${RUN}`, op: "ui_run" },
   { method: "GET", pattern: `/ui${RUN}/view`, op: "ui_run_view" },
+  {
+    method: "GET",
+    pattern: `/ui${RUN}/artifact_names`,
+    op: "ui_artifact_names",
+    query: ["_limit", "contains"],
+  },
   { method: "GET", pattern: `/ui${RUN}/steps`, op: "ui_run_steps" },
   {
     method: "GET",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import api_cards, api_logs, api_misc, api_runs, api_tasks
+from . import api_cards, api_logs, api_misc, api_runs, api_search, api_tasks
 from .config import UiConfig
 from .datastore import Datastore
 from .live import FRESH_HEADER, Live, websocket
@@ -101,7 +101,14 @@ def make_app(
         app.router.add_get(API_PREFIX + path, handler)
 
     add("/ws", websocket)
-    for module in (api_misc, api_runs, api_tasks, api_logs, api_cards):  # autocomplete before /flows/{id}
+    for module in (
+        api_misc,
+        api_search,
+        api_runs,
+        api_tasks,
+        api_logs,
+        api_cards,
+    ):  # autocomplete before /flows/{id}
         module.routes(add)
 
     async def api_unknown(request):
