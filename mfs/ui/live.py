@@ -159,6 +159,7 @@ class Live:
             for sub in due:
                 await self._read(sub)
             await asyncio.sleep(self.interval)
+        self.cursor = None  # idle: the next subscriber starts from what is there then
 
     async def _read(self, sub: Subscription) -> None:
         """Reads the resource and sends its new and changed rows. The first read (at subscribe
