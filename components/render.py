@@ -17,6 +17,7 @@ from __future__ import annotations
 import pulumi
 
 from mfs.deno_bundle import RUN_FLAGS
+from mfs.router import router_env
 
 SECRETS_DIR = "/etc/secrets"  # where Render mounts a service's secret files
 BUNDLE_FILE = "metadata-router.js"
@@ -31,13 +32,7 @@ def start_command(deno: str = "deno", secrets_dir: str = SECRETS_DIR) -> list[st
 
 def container_env(database_url, api_key, quota_scope: str) -> dict:
     """The service's environment (values may be Outputs; the first two are secrets)."""
-    return {
-        "HOST": "0.0.0.0",
-        "PORT": PORT,
-        "QUOTA_SCOPE": quota_scope,
-        "DATABASE_URL": database_url,
-        "METADATA_API_KEY": api_key,
-    }
+    return {"HOST": "0.0.0.0", "PORT": PORT, **router_env(database_url, api_key, quota_scope)}
 
 
 def render_service(name, s, database_url, api_key, quota_scope, parent) -> pulumi.Output:

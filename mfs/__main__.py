@@ -35,12 +35,11 @@ def cmd_pending(args) -> None:
 
 
 def cmd_quota(args) -> None:
-    import asyncio
-
-    import asyncpg
+    from .aio import run_sync
+    from .db import connect
 
     async def run():
-        con = await asyncpg.connect(_dsn(args))
+        con = await connect(_dsn(args))
         try:
             return await con.fetchval(
                 "select mfs_api.set_quota_limits($1, $2, $3)::text",
@@ -51,7 +50,7 @@ def cmd_quota(args) -> None:
         finally:
             await con.close()
 
-    print(json.dumps(json.loads(asyncio.run(run())), indent=2))
+    print(json.dumps(json.loads(run_sync(run())), indent=2))
 
 
 def cmd_serve(args) -> None:
@@ -183,11 +182,16 @@ class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad argument is one line: what is wrong, and where the help is (not the whole usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     fmt = _HelpWithDefaults
-    p = argparse.ArgumentParser(
-        prog="python -m mfs", formatter_class=fmt, description="metaflow-serverless metadata service"
-    )
+    p = _Parser(prog="python -m mfs", formatter_class=fmt, description="metaflow-serverless metadata service")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dsn_help = "Postgres URL (default: $DATABASE_URL, else $SUPABASE_DB_URL)"
     for name, fn, helptext in [

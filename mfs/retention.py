@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import asyncpg
 
 from .aio import run_sync
+from .db import connect
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def plan(
     """The runs the policy deletes, oldest first; changes nothing."""
 
     async def go():
-        con = await asyncpg.connect(dsn)
+        con = await connect(dsn)
         try:
             rows = await con.fetch(
                 "select * from mfs.retention_candidates($1, $2, $3, $4)", keep_days, keep_runs, keep_tag, flow
@@ -67,7 +67,7 @@ def delete(
     totals = {"runs": 0, "steps": 0, "tasks": 0, "metadata": 0, "artifacts": 0, "folders": 0}
 
     async def go():
-        con = await asyncpg.connect(dsn)
+        con = await connect(dsn)
         try:
             started = time.monotonic()
             for i, run in enumerate(runs, 1):

@@ -8,10 +8,9 @@ import secrets
 import pytest
 import requests
 
-from testkit import metaflow_env
+from testkit import client, metaflow_env, q, run_flow
 from mfs.processes import free_port
 from mfs.worker import WorkerdRouter
-from test_metaflow_e2e import client, q, run_flow
 
 
 @pytest.fixture

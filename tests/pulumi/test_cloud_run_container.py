@@ -12,11 +12,10 @@ import pytest
 import requests
 
 from components.cloud_run import CONTAINER_PORT, MOUNT
-from harness import run_program
+from harness import SECRETS, run_program
 from leftovers import MARKER
 from mfs.processes import free_port, stop_process
 from mfs.router import ROUTER_DIR, deno_binary, wait_healthy
-from test_stacks_mocks import SECRETS
 
 SERVICE = "gcp:cloudrunv2/service:Service"
 
