@@ -1,7 +1,8 @@
 // Deno entry point (also what Supabase Edge Functions run): settings from the environment.
 //   DATABASE_URL (or SUPABASE_DB_URL), METADATA_API_KEY, PORT (8080), QUOTA_SCOPE (default),
 //   PATH_PREFIX (""), DB_MAX_CONNECTIONS (10), DB_PREPARE ("true"; "false" behind poolers),
-//   DB_CALL_TIMEOUT_MS (16000: no answer by then = 503).
+//   DB_CALL_TIMEOUT_MS (16000: no answer by then = 503), QUOTA_EGRESS ("sent": egress counts
+//   the bytes sent after gzip; "uncompressed": before gzip, as the database sends them).
 
 import { createHandler } from "./handler.ts";
 import { connect } from "./db.ts";
@@ -21,12 +22,18 @@ const db = connect({
   maxConnections: Number(setting("DB_MAX_CONNECTIONS", "10")),
   prepare: setting("DB_PREPARE", "true") !== "false",
 });
+const egressCounts = setting("QUOTA_EGRESS", "sent");
+if (egressCounts !== "sent" && egressCounts !== "uncompressed") {
+  console.error(`metadata-router: QUOTA_EGRESS must be "sent" or "uncompressed", not "${egressCounts}"`);
+  Deno.exit(2);
+}
 const handler = createHandler({
   apiKey: setting("METADATA_API_KEY"),
   call: db.call,
   quotaScope: setting("QUOTA_SCOPE", "default"),
   pathPrefix: Deno.env.get("PATH_PREFIX") ?? "",
   callTimeoutMs: Number(setting("DB_CALL_TIMEOUT_MS", "16000")),
+  egressCounts,
   log: (line, level) => (level === "error" ? console.error : console.log)(`metadata-router: ${line}`),
 });
 
