@@ -80,7 +80,7 @@ def main():
         router = common.Router(dsn)
         try:
             work = Path(tempfile.mkdtemp(prefix="mfs-bench-cap-"))
-            common.run_flow(common.metaflow_env(router.url, router.key, work), args.width, work)
+            common.run_flow(common.metaflow_env(router, work), args.width, work)
             hdr = header_bytes(router.url, router.key)
         finally:
             router.stop()

@@ -36,7 +36,7 @@ def main():
                 got = {}
                 for mode in order:
                     work = Path(tempfile.mkdtemp(prefix=f"mfs-bench-{mode}-"))
-                    env = common.metaflow_env(router.url, router.key, work, metadata=mode)
+                    env = common.metaflow_env(router, work, metadata=mode)
                     c0 = (common.children_cpu(), common.proc_cpu(router.proc.pid), common.postgres_cpu(pg))
                     got[mode] = common.run_flow(env, args.width, work)
                     c1 = (common.children_cpu(), common.proc_cpu(router.proc.pid), common.postgres_cpu(pg))

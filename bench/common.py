@@ -22,11 +22,10 @@ from mfs import migrations  # noqa: E402
 from mfs.aio import run_sync  # noqa: E402,F401 (the benchmarks call common.run_sync)
 from mfs.local_postgres import LocalPostgres  # noqa: E402
 from mfs.postgres_binaries import DEBIAN_BIN  # noqa: E402
-from mfs.processes import free_port, stop_process  # noqa: E402
-from mfs.router import start_router  # noqa: E402
+from mfs.routes import match_requests  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
-from testkit import RecordingProxy  # noqa: E402,F401 (shared with the crash test)
+from testkit import RecordingProxy, Router, metaflow_env  # noqa: E402,F401 (the benchmarks use them as common.*)
 
 BENCH_DIR = Path(__file__).resolve().parent
 FLOW_FILE = BENCH_DIR / "flows" / "foreach_flow.py"
@@ -86,28 +85,6 @@ def new_database(pg: LocalPostgres, name: Optional[str] = None, migrate: bool = 
     return dsn
 
 
-class Router:
-    """The real Deno router (functions/metadata-router/main.ts) as a child process."""
-
-    def __init__(self, dsn: str, key: Optional[str] = None, extra_env: Optional[dict] = None):
-        self.dsn = dsn
-        self.key = key or secrets.token_urlsafe(24)
-        self.port = free_port()
-        OUT_DIR.mkdir(parents=True, exist_ok=True)
-        self._log = open(OUT_DIR / f"router-{self.port}.log", "ab")
-        self.proc = start_router(
-            dsn, self.key, self.port, extra_env=extra_env, stdout=self._log, stderr=self._log
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self._log.close()
-
-
 # ---------------------------------------------------------------- routes.ts
 
 
@@ -133,45 +110,11 @@ def load_routes() -> list[dict]:
 ROUTES = load_routes()
 
 
-def match(method: str, path: str) -> Optional[tuple[dict, dict]]:
-    segs = path.split("/")[1:]
-    if segs and segs[-1] == "":
-        segs.pop()
-    for r in ROUTES:
-        if r["method"] != method or len(r["parts"]) != len(segs):
-            continue
-        params = {}
-        for p, s in zip(r["parts"], segs):
-            if p.startswith(":"):
-                params[p[1:]] = s
-            elif p != s:
-                break
-        else:
-            return r, params
-    return None
-
-
 def build_path(route: dict, params: dict) -> str:
     return "/" + "/".join(str(params[p[1:]]) if p.startswith(":") else p for p in route["parts"])
 
 
 # ---------------------------------------------------------------- Metaflow
-
-
-def metaflow_env(url: Optional[str], key: Optional[str], home: Path, metadata: str = "service") -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METAFLOW_")}
-    home.mkdir(parents=True, exist_ok=True)
-    env.update(
-        METAFLOW_HOME=str(home / "mfhome"),
-        METAFLOW_DEFAULT_METADATA=metadata,
-        METAFLOW_DEFAULT_DATASTORE="local",
-        METAFLOW_DATASTORE_SYSROOT_LOCAL=str(home / "datastore"),
-        USERNAME="bench",
-        PYTHONUNBUFFERED="1",
-    )
-    if metadata == "service":
-        env.update(METAFLOW_SERVICE_URL=url, METAFLOW_SERVICE_AUTH_KEY=key)
-    return env
 
 
 def proc_cpu(pid: int) -> float:
@@ -234,16 +177,15 @@ def record_run(pg: LocalPostgres, width: int, workdir: Path) -> list[dict]:
     router = Router(dsn)
     try:
         proxy = RecordingProxy(router.url)
-        env = metaflow_env(proxy.url, router.key, workdir)
+        env = metaflow_env(router, workdir, url=proxy.url)
         run_flow(env, width, workdir)
         time.sleep(0.5)
         recs = list(proxy.records)
     finally:
         router.stop()
-    for r in recs:
-        m = match(r["method"], r["path"])
-        r["op"] = m[0]["op"] if m else None
-        r["params"] = m[1] if m else {}
+    for r, m in zip(recs, match_requests([(r["method"], r["path"]) for r in recs])):
+        r["op"] = m["op"] if m else None
+        r["params"] = m["params"] if m else {}
     return recs
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import asyncpg
 import requests
 
-from common import OUT_DIR, free_port, stop_process
+from common import OUT_DIR
+from mfs.processes import free_port, stop_process
 
 
 def goose_up_statements(text: str) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
+from urllib.parse import unquote
 
 from . import ROUTER_DIR
 from .router import deno_binary
@@ -20,3 +21,27 @@ def route_table() -> tuple[dict, ...]:
         [deno_binary(), "eval", code], cwd=ROUTER_DIR, capture_output=True, text=True, timeout=120, check=True
     ).stdout
     return tuple(json.loads(out))
+
+
+def match_requests(requests: list[tuple[str, str]]) -> list[dict | None]:
+    """What the router's own matchRoute (routes.ts) makes of each (method, path): {op, params} of
+    the route, or None; one Deno evaluation for the whole list (the benchmarks' recordings)."""
+    segments = [[unquote(s) for s in path.split("?")[0].strip("/").split("/") if s] for _, path in requests]
+    code = (
+        'import { matchRoute } from "./routes.ts";'
+        "const reqs = JSON.parse(Deno.args[0]);"
+        "console.log(JSON.stringify(reqs.map(([m, segs]) => {"
+        "  const r = matchRoute(m, segs);"
+        '  return r.kind === "route" ? { op: r.route.op, params: r.params } : null;'
+        "})));"
+    )
+    arg = json.dumps([[m, segs] for (m, _), segs in zip(requests, segments)])
+    out = subprocess.run(
+        [deno_binary(), "eval", code, arg],
+        cwd=ROUTER_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    return json.loads(out)

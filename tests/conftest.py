@@ -8,7 +8,6 @@ session's own (MFS_SHARED_DIR), removed at the end."""
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import tempfile
 import uuid
@@ -75,7 +74,7 @@ def migrated_db(pg15) -> str:
 
 @pytest.fixture
 def router(migrated_db):
-    r = Router(migrated_db, secrets.token_urlsafe(24))
+    r = Router(migrated_db)
     yield r
     r.stop()
 

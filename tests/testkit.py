@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import queue
+import secrets
 import socket
 import subprocess
 import sys
@@ -52,8 +53,16 @@ def new_database(pg: LocalPostgres) -> str:
 class Router:
     """A running router process for a database; `url`, `key`, `restart()`, `stop()`."""
 
-    def __init__(self, dsn: str, key: str, prefix: str = "", scope: str = "default"):
-        self.dsn, self.key, self.prefix, self.scope = dsn, key, prefix, scope
+    def __init__(
+        self,
+        dsn: str,
+        key: str | None = None,
+        prefix: str = "",
+        scope: str = "default",
+        extra_env: dict | None = None,
+    ):
+        self.dsn, self.prefix, self.scope, self.extra_env = dsn, prefix, scope, extra_env
+        self.key = key or secrets.token_urlsafe(24)
         self.port = free_port()
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"router-{self.port}.log"
         self.proc = None
@@ -71,6 +80,7 @@ class Router:
             self.port,
             quota_scope=self.scope,
             path_prefix=self.prefix,
+            extra_env=self.extra_env,
             stdout=self._log,
             stderr=self._log,
         )
@@ -99,24 +109,24 @@ class Router:
         return s
 
 
-def metaflow_env(router: Router, tmp_path: Path) -> dict:
-    """Environment for a real Metaflow run against the router (local datastore)."""
-    env = dict(os.environ)
-    for k in list(env):
-        if k.startswith("METAFLOW_"):
-            del env[k]
+def metaflow_env(
+    router: Router | None, tmp_path: Path, url: str | None = None, metadata: str = "service"
+) -> dict:
+    """Environment for a real Metaflow run against the router, or at `url` (a proxy in front of
+    it), with a local datastore under tmp_path; metadata="local" needs no router."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METAFLOW_")}
     home = tmp_path / "mfhome"
-    home.mkdir(exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
     env.update(
         METAFLOW_HOME=str(home),
-        METAFLOW_DEFAULT_METADATA="service",
-        METAFLOW_SERVICE_URL=router.url,
-        METAFLOW_SERVICE_AUTH_KEY=router.key,
+        METAFLOW_DEFAULT_METADATA=metadata,
         METAFLOW_DEFAULT_DATASTORE="local",
         METAFLOW_DATASTORE_SYSROOT_LOCAL=str(tmp_path / "datastore"),
         USERNAME="tester",
         PYTHONUNBUFFERED="1",
     )
+    if metadata == "service":
+        env.update(METAFLOW_SERVICE_URL=url or router.url, METAFLOW_SERVICE_AUTH_KEY=router.key)
     return env
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import signal
 import time
 from pathlib import Path
@@ -136,7 +135,7 @@ def stored(dsn: str, rec: dict) -> list[str]:
 
 def test_postgres_killed_mid_run_loses_no_record_the_client_was_told_was_stored(private_pg, tmp_path):
     dsn = migrated(private_pg)
-    r = Router(dsn, secrets.token_urlsafe(24))
+    r = Router(dsn)
     proxy = RecordingProxy(r.url)
     offset = len(r.log_text())
     env = metaflow_env(r, tmp_path)

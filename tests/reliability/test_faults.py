@@ -17,7 +17,6 @@ d. A database that hangs (SIGSTOPped, sockets open) instead of refusing: 503 wit
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import time
 
@@ -51,7 +50,7 @@ pytestmark = pytest.mark.long
 @pytest.mark.parametrize("mode", ["immediate", "fast"])
 def test_outage_answers_503_and_the_router_reconnects_by_itself(private_pg, mode):
     dsn = migrated(private_pg)
-    r = Router(dsn, secrets.token_urlsafe(24))
+    r = Router(dsn)
     offset = len(r.log_text())
     s = r.session()
     u = r.url
@@ -146,7 +145,7 @@ def test_unresponsive_database_answers_503_within_a_bounded_time(private_pg):
     connection to a frozen server must not wait for ever (statement_timeout is enforced by the
     server, so it cannot help here; the router needs a deadline of its own)."""
     dsn = migrated(private_pg)
-    r = Router(dsn, secrets.token_urlsafe(24))
+    r = Router(dsn)
     s = r.session()
     try:
         for _ in range(3):
@@ -180,7 +179,7 @@ def test_unresponsive_database_answers_503_within_a_bounded_time(private_pg):
 
 def test_postgres_restarted_in_the_middle_of_a_foreach_run(private_pg, tmp_path):
     dsn = migrated(private_pg)
-    r = Router(dsn, secrets.token_urlsafe(24))
+    r = Router(dsn)
     offset = len(r.log_text())
     env = metaflow_env(r, tmp_path)
     flow_log = tmp_path / "run.log"
@@ -222,7 +221,7 @@ def test_postgres_restarted_in_the_middle_of_a_foreach_run(private_pg, tmp_path)
 
 def test_router_killed_and_restarted_in_the_middle_of_a_foreach_run(private_pg, tmp_path):
     dsn = migrated(private_pg)
-    r = Router(dsn, secrets.token_urlsafe(24))
+    r = Router(dsn)
     offset = len(r.log_text())
     port = r.port
     env = metaflow_env(r, tmp_path)

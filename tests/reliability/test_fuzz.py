@@ -22,7 +22,6 @@ import http.client
 import itertools
 import json
 import re
-import secrets
 import time
 from urllib.parse import quote
 
@@ -560,7 +559,7 @@ class Campaign:
     def __init__(self, pg):
         self.dsn = new_database(pg)
         migrations.apply(self.dsn)
-        self.router = Router(self.dsn, secrets.token_urlsafe(24))
+        self.router = Router(self.dsn)
         api = self.router.session()
         api.base = self.router.url
         self.seeds = seed(api)

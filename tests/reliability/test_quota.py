@@ -170,7 +170,7 @@ def test_1000_concurrent_requests_through_the_router_admit_exactly_the_limit(mig
     scope = f"burst{used}_{limit}"
     q(migrated_db, "select mfs_api.set_quota_limits($1, $2, null)", scope, limit)
     preload(migrated_db, scope, used, 6 * used)
-    router = Router(migrated_db, secrets.token_urlsafe(24), scope=scope)
+    router = Router(migrated_db, scope=scope)
     try:
         reqs = [("GET", "/ping" if i % 2 else "/flows", None) for i in range(n)]
         started = time.monotonic()
@@ -502,7 +502,7 @@ def test_unauthorised_calls_never_change_the_ledger(router, migrated_db):
 def test_a_small_egress_budget_is_exhausted_and_the_429_says_egress(migrated_db):
     scope, limit = "egress", 100
     q(migrated_db, "select mfs_api.set_quota_limits($1, null, $2)", scope, limit)
-    router = Router(migrated_db, secrets.token_urlsafe(24), scope=scope)
+    router = Router(migrated_db, scope=scope)
     try:
         replies = run_sync(burst(router.port, [("GET", "/ping", None)] * 60, router.key))
         later = run_sync(burst(router.port, [("GET", "/usage", None), ("GET", "/flows", None)], router.key))
@@ -605,7 +605,7 @@ def test_month_rollover_through_the_router(migrated_db):
     db = migrated_db.rsplit("/", 1)[1]
     q(migrated_db, f"alter database \"{db}\" set mfs.now = '2026-03-31 23:59:59+00'")
     q(migrated_db, "select mfs_api.set_quota_limits('default', 3, null)")
-    router = Router(migrated_db, secrets.token_urlsafe(24))
+    router = Router(migrated_db)
     try:
         s = router.session()
         assert [s.get(f"{router.url}/ping").status_code for _ in range(3)] == [200, 200, 200]
@@ -635,7 +635,7 @@ def test_month_rollover_through_the_router(migrated_db):
 def test_get_usage_shows_this_months_usage(migrated_db):
     scope = "shown"
     q(migrated_db, "select mfs_api.set_quota_limits($1, 1000, 1000000000)", scope)
-    router = Router(migrated_db, secrets.token_urlsafe(24), scope=scope)
+    router = Router(migrated_db, scope=scope)
     try:
         s = router.session()
         sent = [s.get(f"{router.url}/ping") for _ in range(5)] + [

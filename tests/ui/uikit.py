@@ -82,10 +82,8 @@ class Scene:
     """A router over a migrated database and the runs the UI tests look at."""
 
     def __init__(self, dsn: str, tmp: Path):
-        import secrets
-
         self.tmp = tmp
-        self.router = Router(dsn, secrets.token_urlsafe(24))
+        self.router = Router(dsn)
         self.slow = None
         self.ui = None
         try:
