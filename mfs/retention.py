@@ -33,6 +33,60 @@ class Candidate:
         return f"{self.flow_id}/{self.run_id or self.run_number}"
 
 
+@dataclass(frozen=True)
+class Policy:
+    """The retention policy a stack stored in the database (sql/0041_retention_policy.sql)."""
+
+    keep_days: Optional[int]
+    keep_runs: Optional[int]
+    keep_tag: Optional[str]
+
+    def describe(self) -> str:
+        parts = [f"runs older than {self.keep_days} days"] if self.keep_days is not None else []
+        if self.keep_runs is not None:
+            parts.append(f"all but the newest {self.keep_runs} runs of each flow")
+        kept = f", runs tagged {self.keep_tag!r} kept" if self.keep_tag else ""
+        return "delete " + " and ".join(parts) + kept
+
+
+TABLES = ("flows_v3", "runs_v3", "steps_v3", "tasks_v3", "metadata_v3", "artifact_v3")
+
+
+def stored_policy(dsn: str) -> Optional[Policy]:
+    """The stack's policy, or None when no stack set one."""
+
+    async def go():
+        con = await asyncpg.connect(dsn)
+        try:
+            return await con.fetchrow("select keep_days, keep_runs, keep_tag from mfs.retention_policy")
+        finally:
+            await con.close()
+
+    row = run_sync(go())
+    return Policy(row["keep_days"], row["keep_runs"], row["keep_tag"]) if row else None
+
+
+def compact(dsn: str, full: bool = False) -> str:
+    """VACUUM the six tables (deleted rows' space is reused by new ones), or VACUUM FULL (each
+    table rewritten under an exclusive lock: the files shrink, so the database size, which is
+    what free plans limit, goes down); then measures the size for the guard. Says what it did."""
+
+    async def go():
+        con = await asyncpg.connect(dsn)
+        try:
+            before = await con.fetchval("select bytes from mfs.refresh_database_size()")
+            for t in TABLES:
+                await con.execute(f"vacuum {'full ' if full else ''}analyze public.{t}")
+            after = await con.fetchval("select bytes from mfs.refresh_database_size()")
+        finally:
+            await con.close()
+        return before, after
+
+    before, after = run_sync(go())
+    how = "VACUUM FULL" if full else "VACUUM (freed space is reused; --vacuum-full gives it back)"
+    return f"database size {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB after {how}"
+
+
 def plan(
     dsn: str,
     keep_days: Optional[int],

@@ -12,7 +12,7 @@ export type CallDatabase = (
   op: string,
   args: Record<string, string>,
   body: string | null,
-) => Promise<{ status: number; body: string; next_cursor: string | null }>;
+) => Promise<{ status: number; body: string; next_cursor: string | null; warning?: string | null }>;
 
 export interface RouterConfig {
   apiKey: string;
@@ -292,6 +292,8 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
       const body = req.method === "GET" ? null : await readBody(req, maxBody);
       const res = await withDeadline(config.call(scope, route.op, params, body), callTimeout);
       const headers: Record<string, string> = res.next_cursor ? { "X-Next-Cursor": res.next_cursor } : {};
+      // the database is near or over its size limit (sql/0040_size_guard.sql): said on every reply
+      if (res.warning) headers["X-Quota-Warning"] = res.warning;
       if (compression !== "off" && res.body.length >= COMPRESS_FROM_BYTES) {
         headers["vary"] = "accept-encoding";
         if (acceptsGzip(req.headers.get("accept-encoding"))) {
