@@ -115,9 +115,11 @@ def delete(
     dsn: str,
     runs: list[Candidate],
     datastore_root: Optional[Path] = None,
-    progress: Callable[[str], None] = print,
+    progress: Optional[Callable[[str], None]] = None,
 ) -> dict:
     """Deletes each run in its own transaction, saying so as it goes; returns the totals."""
+    # each line as it happens, even into a pipe or a log file
+    progress = progress or (lambda line: print(line, flush=True))
     totals = {"runs": 0, "steps": 0, "tasks": 0, "metadata": 0, "artifacts": 0, "folders": 0}
 
     async def go():
