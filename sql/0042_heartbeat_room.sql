@@ -8,5 +8,5 @@
 -- metadata_v3 and artifact_v3 are only inserted into: they stay at 100 %. TOAST settings
 -- (toast_tuple_target, lz4) were measured to save nothing: their values are too short
 -- (BENCHMARKS.md, figure 4).
-alter table public.runs_v3 set (fillfactor = 70);
+alter table public.runs_v3 set (fillfactor = 80);
 alter table public.tasks_v3 set (fillfactor = 80);
