@@ -155,6 +155,8 @@ def test_retain_without_flags_applies_the_stored_policy(api, migrated_db):
     q(migrated_db, "select mfs_api.set_retention_policy(15, null, 'prod')")
     res = retain(migrated_db)
     assert res.returncode == 0, res.stderr
-    assert "the stack's retention policy: delete runs older than 15 days, runs tagged 'prod' kept" in res.stdout
+    assert (
+        "the stack's retention policy: delete runs older than 15 days, runs tagged 'prod' kept" in res.stdout
+    )
     assert f"[1/1] deleted F/{old}" in res.stdout and "database size" in res.stdout
     assert [rows_of(migrated_db, "F", r)["runs_v3"] for r in (old, kept, new)] == [0, 1, 1]

@@ -387,3 +387,24 @@ def test_mfs_quota_shows_the_size_and_warns(migrated_db):
     )
     bad = mfs_quota(migrated_db, "--max-database-bytes", "-5")
     assert bad.returncode == 2 and "a limit cannot be negative" in bad.stderr
+
+
+def test_the_worker_bundle_passes_the_warning_and_the_507_on(migrated_db):
+    """The Cloudflare Worker (same handler.ts and call.ts, under a real workerd)."""
+    import requests
+
+    from mfs.processes import free_port
+    from mfs.worker import WorkerdRouter
+
+    worker = WorkerdRouter(migrated_db, "k" * 32, free_port(), path_prefix="/mf").start()
+    try:
+        s = requests.Session()
+        s.headers["x-api-key"] = worker.key
+        assert HEADER not in s.get(f"{worker.url}/ping").headers
+        set_limit(migrated_db, cached_size(migrated_db) - 1)
+        read, create = s.get(f"{worker.url}/flows"), s.post(f"{worker.url}/flows/W", json={"user_name": "u"})
+    finally:
+        worker.stop()
+    assert read.status_code == 200 and "python -m mfs retain" in read.headers[HEADER]
+    assert create.status_code == 507 and create.json()["message"].startswith("the metadata database is full")
+    assert create.headers[HEADER] == read.headers[HEADER]
