@@ -127,10 +127,22 @@ def delete(
         try:
             started = time.monotonic()
             for i, run in enumerate(runs, 1):
-                async with con.transaction():
-                    counts = await con.fetchval(
-                        "select mfs.delete_run($1, $2)::text", run.flow_id, run.run_number
-                    )
+                try:
+                    async with con.transaction():
+                        counts = await con.fetchval(
+                            "select mfs.delete_run($1, $2)::text", run.flow_id, run.run_number
+                        )
+                except (
+                    asyncpg.PostgresConnectionError,
+                    asyncpg.exceptions.OperatorInterventionError,  # 57P01: the server shut down
+                    asyncpg.InterfaceError,
+                    OSError,
+                ) as e:
+                    raise RuntimeError(
+                        f"the database connection was lost while deleting {run.pathspec} "
+                        f"({i - 1} of {len(runs)} runs deleted; that run is untouched: a run goes "
+                        f"whole or not at all); run the same command again to finish ({e})"
+                    ) from e
                 counts = json.loads(counts)
                 for key, n in counts.items():
                     totals[key] += n
@@ -144,7 +156,8 @@ def delete(
                     f"({time.monotonic() - started:.1f}s)"
                 )
         finally:
-            await con.close()
+            if not con.is_closed():
+                await con.close()
 
     run_sync(go())
     return totals
