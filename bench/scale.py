@@ -5,7 +5,12 @@ connection (the database side of a request; --router adds the same requests over
 random targets, and records the nested plans of each route with auto_explain
 (log_analyze, log_buffers, log_nested_statements), flagging any Seq Scan on the six tables.
 
-    python bench/scale.py [--full] [--samples 300] [--router]
+    python bench/scale.py [--full] [--samples 300] [--router] [--list-samples 100]
+
+It also times the complete runs list of the 10,000-run flow (what `Flow(...).latest_run`
+reads) built the old way (a jsonb per run, aggregated, cast to text: sql/0014) and the new way
+(JSON text, sql/0031), alternating, in one run, and over HTTP through the router with and
+without gzip: latency, bytes on the wire and bytes the quota counted per reply.
 """
 
 from __future__ import annotations
@@ -119,7 +124,11 @@ def requests_for(n_runs: int, tpr: int, rng: random.Random):
         return dict(flow_id=FLOW, run_number=str(run), step_name="work", task_id=str(t))
 
     return [
-        ("GET /flows/{F}/runs (flow with 10,000 runs, first page)", "runs_list", lambda: dict(flow_id=FLOW)),
+        (
+            "GET /flows/{F}/runs (flow with 10,000 runs, complete list)",
+            "runs_list",
+            lambda: dict(flow_id=FLOW),
+        ),
         (
             "GET /flows/{F}/runs/{R}",
             "run_get",
@@ -291,6 +300,105 @@ async def measure(dsn: str, reqs, samples: int, router=None):
     return out
 
 
+# the complete runs list as sql/0014 built it, and as sql/0031 does
+OLD_COMPLETE_LIST = (
+    "select coalesce(jsonb_agg(mfs.run_json(r) order by r.ts_epoch desc, r.run_number desc), '[]')::text"
+    " from public.runs_v3 r where r.flow_id = $1"
+)
+NEW_COMPLETE_LIST = "select mfs.runs_complete_text($1)"
+
+
+async def complete_list(dsn: str, samples: int, router) -> dict:
+    """The complete runs list: old and new SQL build and the whole mfs_api.call, alternating
+    (same bytes checked), then over HTTP without and with gzip (wire bytes, and what the quota
+    counted per reply: a gzip block followed by one ping that carries its last saving)."""
+    import aiohttp
+
+    con = await asyncpg.connect(dsn)
+    ways = {
+        "before: a jsonb per run, aggregated, cast to text (sql/0014)": (OLD_COMPLETE_LIST, [FLOW]),
+        "after: built as JSON text (sql/0031)": (NEW_COMPLETE_LIST, [FLOW]),
+        "after: the whole request, mfs_api.call": (
+            CALL_SQL,
+            ["bench", "runs_list", json.dumps({"flow_id": FLOW}), None],
+        ),
+    }
+    lat = {k: [] for k in ways}
+    bodies = {}
+    for _ in range(samples):
+        for k, (sql, params) in ways.items():
+            t0 = time.perf_counter()
+            row = await con.fetchrow(sql, *params)
+            lat[k].append(time.perf_counter() - t0)
+            bodies[k] = row[1] if len(row) > 1 else row[0]
+    if len(set(bodies.values())) != 1:
+        raise SystemExit("the complete list's bytes differ between the old and the new build")
+    sql_res = {
+        k: dict(p50=pct(v, 0.5), p99=pct(v, 0.99), bytes=len(bodies[k].encode())) for k, v in lat.items()
+    }
+
+    async def counted() -> int:
+        return await con.fetchval(
+            "select coalesce(sum(egress_bytes), 0) from mfs.quota_usage where scope = 'benchhttp'"
+        )
+
+    http_res = {}
+    headers = {"x-api-key": router.key}
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        for enc in ["identity", "gzip, deflate"]:
+            before = await counted()
+            times, wire = [], []
+            for _ in range(max(10, samples // 5)):
+                t0 = time.perf_counter()
+                async with session.get(
+                    f"{router.url}/flows/{FLOW}/runs", headers={**headers, "Accept-Encoding": enc}
+                ) as r:
+                    data = await r.read()
+                    assert r.status == 200
+                times.append(time.perf_counter() - t0)
+                wire.append(len(data))
+            # one small request, which hands over the last reply's saving
+            async with session.get(
+                f"{router.url}/ping", headers={**headers, "Accept-Encoding": "identity"}
+            ) as r:
+                ping = len(await r.read())
+            http_res[enc] = dict(
+                p50=pct(times, 0.5),
+                p99=pct(times, 0.99),
+                wire=median(wire),
+                counted=(await counted() - before - ping) / len(wire),
+            )
+    await con.close()
+    return dict(sql=sql_res, http=http_res, samples=samples)
+
+
+def print_complete_list(res: dict, n_runs: int) -> None:
+    sql, http = res["sql"], res["http"]
+    print(
+        f"\n### The complete runs list of the {n_runs:,}-run flow ({res['samples']} rounds, the three SQL ways "
+        "alternating on one connection; identical bytes checked)\n"
+    )
+    print("| build | p50 ms | p99 ms | reply bytes |\n|---|---|---|---|")
+    for k, r in sql.items():
+        print(f"| {k} | {r['p50'] * 1e3:.1f} | {r['p99'] * 1e3:.1f} | {r['bytes']:,} |")
+    old, new = list(sql.values())[:2]
+    print(
+        f"\nnew / old build: p50 {new['p50'] / old['p50']:.2f}, p99 {new['p99'] / old['p99']:.2f}; "
+        f"whole call / old build: p50 {list(sql.values())[2]['p50'] / old['p50']:.2f}\n"
+    )
+    print("| over HTTP, Accept-Encoding | p50 ms | p99 ms | bytes on the wire | quota counts per reply |")
+    print("|---|---|---|---|---|")
+    for enc, r in http.items():
+        print(
+            f"| {enc} | {r['p50'] * 1e3:.1f} | {r['p99'] * 1e3:.1f} | {r['wire']:,.0f} | {r['counted']:,.0f} |"
+        )
+    plain, zipped = http["identity"], http["gzip, deflate"]
+    print(
+        f"\ngzip: {zipped['wire'] / plain['wire']:.1%} of the bytes on the wire, "
+        f"{zipped['counted'] / plain['counted']:.1%} counted by the quota"
+    )
+
+
 async def explain(dsn: str, reqs) -> dict:
     con = await asyncpg.connect(dsn)
     plans = {}
@@ -327,6 +435,7 @@ def main():
     ap.add_argument("--runs", type=int, default=10000)
     ap.add_argument("--samples", type=int, default=300)
     ap.add_argument("--router", action="store_true", help="also time each request over HTTP")
+    ap.add_argument("--list-samples", type=int, default=100, help="rounds of the complete-list comparison")
     args = ap.parse_args()
     n_tasks = args.tasks or (1_000_000 if args.full else 100_000)
     pg = common.start_postgres()
@@ -341,6 +450,11 @@ def main():
             router = common.Router(dsn)
         res = common.run_sync(measure(dsn, reqs, args.samples, router))
         plans = common.run_sync(explain(dsn, requests_for(args.runs, gen["tasks_per_run"], random.Random(8))))
+        list_router = common.Router(dsn, extra_env={"QUOTA_SCOPE": "benchhttp"})
+        try:
+            listed = common.run_sync(complete_list(dsn, args.list_samples, list_router))
+        finally:
+            list_router.stop()
     finally:
         if router:
             router.stop()
@@ -373,6 +487,7 @@ def main():
             f"{'yes' if r['p99'] <= 0.020 else '**NO**'} | {', '.join(p['seq_scans']) or 'none'} | "
             f"{', '.join(p['indexes'])} |"
         )
+    print_complete_list(listed, c["runs_v3"])
     common.OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = common.OUT_DIR / ("fig3_plans_full.txt" if args.full else "fig3_plans.txt")
     path.write_text("\n\n".join(f"===== {label} ({p['op']})\n{p['text']}" for label, p in plans.items()))
@@ -382,6 +497,7 @@ def main():
         dict(
             gen=gen,
             results=res,
+            complete_list=listed,
             plans={k: {x: y for x, y in v.items() if x != "text"} for k, v in plans.items()},
         ),
     )

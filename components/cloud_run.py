@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pulumi
 
+from mfs.router import SECRET_VARS, router_env
+
 from .providers.supabase_api import router_files
 
 # Cloud Run's container contract: listen on all interfaces at $PORT, which the platform sets
@@ -20,9 +22,13 @@ CONTAINER_PORT = 8080
 MOUNT = "/router"
 
 
-def container_env(quota_scope: str) -> dict:
-    """The plain environment of the container (the secrets come from Secret Manager)."""
-    return {"HOST": "0.0.0.0", "QUOTA_SCOPE": quota_scope, "DENO_DIR": "/tmp/deno"}
+def container_env(database_url, api_key, quota_scope: str, database: str = "") -> dict:
+    """The container's environment; its SECRET_VARS come from Secret Manager."""
+    return {
+        "HOST": "0.0.0.0",
+        **router_env(database_url, api_key, quota_scope, database=database),
+        "DENO_DIR": "/tmp/deno",
+    }
 
 
 def cloud_run_service(name, s, names, database_url, api_key, quota_scope, parent) -> pulumi.Output:
@@ -83,8 +89,8 @@ def cloud_run_service(name, s, names, database_url, api_key, quota_scope, parent
         )
     ]
 
-    env_secrets = {}
-    for var, value in (("DATABASE_URL", database_url), ("METADATA_API_KEY", api_key)):
+    env, env_secrets = container_env(database_url, api_key, quota_scope, s.database), {}
+    for var, value in [(var, env.pop(var)) for var in SECRET_VARS]:
         slug = var.lower().replace("_", "-")
         secret = gcp.secretmanager.Secret(
             f"{name}-{slug}",
@@ -112,7 +118,7 @@ def cloud_run_service(name, s, names, database_url, api_key, quota_scope, parent
         {"name": var, "value_source": {"secret_key_ref": {"secret": sec.secret_id, "version": ver.version}}}
         for var, (sec, ver) in env_secrets.items()
     ]
-    envs += [{"name": k, "value": v} for k, v in container_env(quota_scope).items()]
+    envs += [{"name": k, "value": v} for k, v in env.items()]
     service = gcp.cloudrunv2.Service(
         f"{name}-service",
         project=project,

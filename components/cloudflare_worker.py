@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pulumi
 
+from mfs.router import SECRET_VARS, router_env
 from mfs.worker import COMPATIBILITY_DATE  # the date the tests run workerd with
 
 
@@ -40,9 +41,8 @@ def worker(name, s, names, database_url, api_key, quota_scope, parent) -> pulumi
         compatibility_date=COMPATIBILITY_DATE,
         compatibility_flags=["nodejs_compat"],
         bindings=[
-            {"type": "secret_text", "name": "DATABASE_URL", "text": database_url},
-            {"type": "secret_text", "name": "METADATA_API_KEY", "text": api_key},
-            {"type": "plain_text", "name": "QUOTA_SCOPE", "text": quota_scope},
+            {"type": "secret_text" if var in SECRET_VARS else "plain_text", "name": var, "text": value}
+            for var, value in router_env(database_url, api_key, quota_scope).items()
         ],
         opts=child,
     )

@@ -14,6 +14,7 @@ from typing import Optional
 
 import pulumi
 
+from mfs.router import router_env
 from .providers.local_router import LocalRouter
 from .providers.supabase_api import SupabaseFunction
 from .names import StackNames
@@ -53,13 +54,15 @@ class MetadataCompute(pulumi.ComponentResource):
                 ref=args.supabase_ref,
                 slug=FUNCTION_SLUG,
                 secrets={
-                    "METADATA_API_KEY": args.api_key,
-                    "QUOTA_SCOPE": args.quota_scope,
-                    "PATH_PREFIX": f"/{FUNCTION_SLUG}",
-                    **EDGE_DB_SETTINGS,
                     # Supabase's advice for edge functions: the shared pooler in
                     # transaction mode, not the platform's direct SUPABASE_DB_URL
-                    "DATABASE_URL": args.serverless_database_url or args.database_url,
+                    **router_env(
+                        args.serverless_database_url or args.database_url,
+                        args.api_key,
+                        args.quota_scope,
+                        f"/{FUNCTION_SLUG}",
+                    ),
+                    **EDGE_DB_SETTINGS,
                 },
                 access_token=s.require_secret("supabaseAccessToken"),
                 opts=child,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import pulumi
 
 from mfs.deno_bundle import RUN_FLAGS
+from mfs.router import router_env
 
 SECRETS_DIR = "/etc/secrets"  # where Render mounts a service's secret files
 BUNDLE_FILE = "metadata-router.js"
@@ -29,14 +30,12 @@ def start_command(deno: str = "deno", secrets_dir: str = SECRETS_DIR) -> list[st
     return [deno, *RUN_FLAGS, f"{secrets_dir}/{BUNDLE_FILE}"]
 
 
-def container_env(database_url, api_key, quota_scope: str) -> dict:
+def container_env(database_url, api_key, quota_scope: str, database: str = "") -> dict:
     """The service's environment (values may be Outputs; the first two are secrets)."""
     return {
         "HOST": "0.0.0.0",
         "PORT": PORT,
-        "QUOTA_SCOPE": quota_scope,
-        "DATABASE_URL": database_url,
-        "METADATA_API_KEY": api_key,
+        **router_env(database_url, api_key, quota_scope, database=database),
     }
 
 
@@ -66,7 +65,7 @@ def render_service(name, s, database_url, api_key, quota_scope, parent) -> pulum
         logging="stderr",
         opts=child,
     )
-    env = container_env(database_url, api_key, quota_scope)
+    env = container_env(database_url, api_key, quota_scope, s.database)
     service = render.services.WebService(
         f"{name}-service",
         name=f"{s.project_name}-router",

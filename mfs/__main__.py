@@ -210,11 +210,16 @@ class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad argument is one line: what is wrong, and where the help is (not the whole usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     fmt = _HelpWithDefaults
-    p = argparse.ArgumentParser(
-        prog="python -m mfs", formatter_class=fmt, description="metaflow-serverless metadata service"
-    )
+    p = _Parser(prog="python -m mfs", formatter_class=fmt, description="metaflow-serverless metadata service")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dsn_help = "Postgres URL (default: $DATABASE_URL, else $SUPABASE_DB_URL)"
     for name, fn, helptext in [

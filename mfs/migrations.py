@@ -23,6 +23,7 @@ from typing import Callable, Optional
 import asyncpg
 
 from .aio import run_sync
+from .db import connect
 
 from . import SQL_DIR
 
@@ -117,7 +118,7 @@ def _plan(files: list[Migration], applied: dict[str, str]) -> list[Migration]:
 async def pending_migrations(dsn: str, sql_dir: Path = DEFAULT_SQL_DIR) -> list[str]:
     """Names of the migrations `apply_migrations` would apply now; changes nothing."""
     files = local_migrations(sql_dir)
-    con = await _connect(dsn)
+    con = await connect(dsn)
     try:
         return [m.name for m in _plan(files, await _applied(con))]
     finally:
@@ -129,7 +130,7 @@ async def apply_migrations(dsn: str, sql_dir: Path = DEFAULT_SQL_DIR, progress: 
     files = local_migrations(sql_dir)
     say = progress or (lambda _msg: None)
     lock = await _lock(dsn)
-    con = await _connect(dsn)
+    con = await connect(dsn)
     try:
         try:
             await con.execute(LEDGER_DDL)
@@ -171,7 +172,7 @@ async def apply_migrations(dsn: str, sql_dir: Path = DEFAULT_SQL_DIR, progress: 
 
 async def _lock(dsn: str) -> asyncpg.Connection:
     """A session whose open transaction holds the row lock of mfs.migration_lock (waits for it)."""
-    lock = await _connect(dsn)
+    lock = await connect(dsn)
     try:
         for attempt in range(5):  # two first runners may both try to create the table
             try:
@@ -192,14 +193,6 @@ async def _lock(dsn: str) -> asyncpg.Connection:
     except BaseException:
         await lock.close()
         raise
-
-
-async def _connect(dsn: str) -> asyncpg.Connection:
-    try:
-        # statement_cache_size=0: works through PgBouncer-style poolers too.
-        return await asyncpg.connect(dsn, statement_cache_size=0, timeout=30)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as e:
-        raise MigrationError(f"cannot connect to the database: {e.__class__.__name__}: {e}") from e
 
 
 def apply(dsn: str, sql_dir: Path = DEFAULT_SQL_DIR, progress: Progress = None) -> list[str]:

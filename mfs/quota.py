@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from typing import Optional, Union
 
-import asyncpg
-
 from .aio import run_sync
+from .db import connect
 
 UNLIMITED = "none"  # a limit given as `none` on the command line: no limit
 Limit = Optional[Union[int, str]]  # None = leave as it is
@@ -31,7 +30,7 @@ def show_and_set(
     """Applies the limits given, measures the database size now, and returns the report."""
 
     async def go():
-        con = await asyncpg.connect(dsn)
+        con = await connect(dsn)
         try:
             async with con.transaction():
                 row = await con.fetchrow(

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+
 import asyncpg
 
 from .aio import run_sync
+from .db import connect
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def stored_policy(dsn: str) -> Optional[Policy]:
     """The stack's policy, or None when no stack set one."""
 
     async def go():
-        con = await asyncpg.connect(dsn)
+        con = await connect(dsn)
         try:
             return await con.fetchrow("select keep_days, keep_runs, keep_tag from mfs.retention_policy")
         finally:
@@ -72,7 +74,7 @@ def compact(dsn: str, full: bool = False) -> str:
     what free plans limit, goes down); then measures the size for the guard. Says what it did."""
 
     async def go():
-        con = await asyncpg.connect(dsn)
+        con = await connect(dsn)
         try:
             before = await con.fetchval("select bytes from mfs.refresh_database_size()")
             for t in TABLES:
@@ -97,7 +99,7 @@ def plan(
     """The runs the policy deletes, oldest first; changes nothing."""
 
     async def go():
-        con = await asyncpg.connect(dsn)
+        con = await connect(dsn)
         try:
             rows = await con.fetch(
                 "select * from mfs.retention_candidates($1, $2, $3, $4)", keep_days, keep_runs, keep_tag, flow
@@ -123,7 +125,7 @@ def delete(
     totals = {"runs": 0, "steps": 0, "tasks": 0, "metadata": 0, "artifacts": 0, "folders": 0}
 
     async def go():
-        con = await asyncpg.connect(dsn)
+        con = await connect(dsn)
         try:
             started = time.monotonic()
             for i, run in enumerate(runs, 1):

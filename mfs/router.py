@@ -28,6 +28,28 @@ def deno_binary() -> str:
         raise RuntimeError("Deno is not installed: pip install deno (or see https://deno.land)") from None
 
 
+SECRET_VARS = ("DATABASE_URL", "METADATA_API_KEY")  # what a backend must store as secrets
+
+
+# Databases whose vendor bills the bytes leaving the database (Neon's "public network
+# transfer", CockroachDB's request units): the quota's egress counts replies before gzip there.
+EGRESS_BILLED_AT_DATABASE = ("neon", "cockroach")
+
+
+def router_env(
+    database_url, api_key, quota_scope="default", path_prefix: str = "", database: str = ""
+) -> dict:
+    """The router's environment, the same on every backend (values may be Pulumi Outputs);
+    PATH_PREFIX only where the router is served under one; QUOTA_EGRESS=uncompressed where the
+    database's vendor bills what the database sends (`database`: the stack's `database` setting)."""
+    env = {"DATABASE_URL": database_url, "METADATA_API_KEY": api_key, "QUOTA_SCOPE": quota_scope}
+    if path_prefix:
+        env["PATH_PREFIX"] = path_prefix
+    if database in EGRESS_BILLED_AT_DATABASE:
+        env["QUOTA_EGRESS"] = "uncompressed"
+    return env
+
+
 def router_command() -> list[str]:
     return [deno_binary(), *DENO_FLAGS, str(ENTRY)]
 
@@ -43,14 +65,7 @@ def start_router(
     stderr=None,
 ) -> subprocess.Popen:
     """Start the router and wait until its health probe answers (or raise with its output)."""
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=database_url,
-        METADATA_API_KEY=api_key,
-        PORT=str(port),
-        QUOTA_SCOPE=quota_scope,
-        PATH_PREFIX=path_prefix,
-    )
+    env = {**os.environ, **router_env(database_url, api_key, quota_scope, path_prefix), "PORT": str(port)}
     env.update(extra_env or {})
     proc = subprocess.Popen(router_command(), env=env, stdout=stdout, stderr=stderr)
     try:

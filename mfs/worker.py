@@ -16,7 +16,7 @@ from typing import Optional
 from . import ROUTER_DIR
 from .private_file import write_private
 from .processes import stop_process
-from .router import wait_healthy
+from .router import router_env, wait_healthy
 
 WORKER_DIR = ROUTER_DIR / "worker"
 BIN = WORKER_DIR / "node_modules" / ".bin"
@@ -110,12 +110,7 @@ class WorkerdRouter:
             workerd_config(
                 self.dir / "worker.js",
                 port,
-                {
-                    "DATABASE_URL": database_url,
-                    "METADATA_API_KEY": api_key,
-                    "QUOTA_SCOPE": quota_scope,
-                    "PATH_PREFIX": path_prefix,
-                },
+                router_env(database_url, api_key, quota_scope, path_prefix),
             ),
         )
         self.command = [str(BIN / "workerd"), "serve", str(config)]

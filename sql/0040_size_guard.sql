@@ -177,20 +177,23 @@ language sql stable as $$
       left join mfs.database_size d on true
 $$;
 
--- mfs_api.call of 0020 with the size guard: the marked lines are this migration's only change
--- (a fourth column, `warning`, hence drop and create).
+-- mfs_api.call of 0031 (text replies, egress saving) with the size guard: the marked lines are
+-- this migration's only change (a fourth column, `warning`, hence drop and create).
 drop function mfs_api.call(text, text, jsonb, jsonb);
 create function mfs_api.call(p_scope text, p_op text, p_args jsonb, p_body jsonb)
 returns table (status int, body text, next_cursor text, warning text)
 language plpgsql as $$
 declare
-    res mfs.reply;
+    res mfs.text_reply;
+    err mfs.reply;
     txt text;
     st text;
     msg text;
     det text;
     plan text;
     exact boolean := false;
+    saved bigint := mfs.egress_saved(p_args);
+    args jsonb := (coalesce(p_args, '{}') - '_egress_saved') || jsonb_build_object('_scope', p_scope);
     guard record; -- [0040 size guard]
 begin
     guard := mfs.storage_guard(p_scope, p_op); -- [0040 size guard]
@@ -199,29 +202,30 @@ begin
             plan := mfs.quota_plan(p_scope, exact);
             begin
                 if guard.refusal is not null then -- [0040 size guard] a create, the database full
-                    res := row(507, guard.refusal, null::text);
+                    res := row(507, guard.refusal::text, null::text);
                 else
-                    res := mfs.dispatch(p_op, coalesce(p_args, '{}') || jsonb_build_object('_scope', p_scope), p_body);
+                    res := mfs.dispatch_text(p_op, args, p_body);
                 end if;
             exception when others then
                 get stacked diagnostics st = returned_sqlstate, msg = message_text, det = pg_exception_detail;
-                res := mfs.error_reply(st, msg, det);
-                if res is null then
+                err := mfs.error_reply(st, msg, det);
+                if err is null then
                     raise;
                 end if;
+                res := row(err.status, err.body::text, err.next_cursor);
                 -- the official service lists nothing, rather than 404, under a missing parent
                 if res.status = 404 and (p_op like '%\_list' or p_op = 'filtered_tasks') then
-                    res := row(200, '[]'::jsonb, null::text);
+                    res := row(200, '[]', null::text);
                 end if;
             end;
-            txt := res.body::text;
-            perform mfs.charge(p_scope, octet_length(txt), plan);
+            txt := res.body;
+            perform mfs.charge(p_scope, octet_length(txt) - saved, plan);
             exit;
         exception
             when sqlstate 'MF429' then
                 get stacked diagnostics msg = message_text, det = pg_exception_detail;
-                res := row(429, jsonb_build_object('message', msg) || det::jsonb, null::text);
-                txt := res.body::text;
+                res := row(429, (jsonb_build_object('message', msg) || det::jsonb)::text, null::text);
+                txt := res.body;
                 exit;
             when sqlstate 'MFQEX' then
                 -- the operation and the count were rolled back with the block: again, exactly

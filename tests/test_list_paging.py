@@ -4,8 +4,7 @@ clamped to 500; run metadata, run artifacts and step artifacts are paged like ev
 
 import pytest
 
-from testkit import q
-from test_router_http import make_task
+from testkit import make_task, q
 
 
 def walk(api, url, limit, **params):

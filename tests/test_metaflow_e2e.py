@@ -2,36 +2,11 @@
 real Deno router into a real PostgreSQL. Client API reads run in a child process so each test
 has its own Metaflow configuration."""
 
-import json
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
 
-from testkit import ROOT, metaflow_env, q
-
-FLOWS = ROOT / "tests" / "flows"
-
-
-def run_flow(env, flow, *args, check=True, cwd=None):
-    cmd = [sys.executable, str(FLOWS / flow), "--no-pylint", *args]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
-    return res
-
-
-def client(env, code):
-    """Runs Client API code in a child process; it prints one JSON value, returned here."""
-    script = (
-        "import json\nfrom metaflow import *\nfrom metaflow.exception import MetaflowNamespaceMismatch\n"
-        + textwrap.dedent(code)
-    )
-    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+from testkit import client, metaflow_env, q, run_flow
 
 
 @pytest.fixture

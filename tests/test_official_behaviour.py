@@ -4,7 +4,7 @@ bookkeeping, system tags in tag mutation, latest-attempt artifact lists."""
 
 import time
 
-from test_router_http import make_task, q
+from testkit import make_task, q
 
 NEED = {"message": "need to register run_id and task_id first"}
 

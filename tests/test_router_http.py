@@ -7,22 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from testkit import Router, q
-
-
-def make_task(api, flow="F", run_body=None):
-    u = api.base
-    assert (
-        api.post(f"{u}/flows/{flow}", json={"user_name": "u", "system_tags": ["user:u"]}).status_code == 200
-    )
-    run = api.post(
-        f"{u}/flows/{flow}/run",
-        json=run_body or {"user_name": "u", "tags": ["t1"], "system_tags": ["user:u"]},
-    ).json()
-    r = run["run_number"]
-    assert api.post(f"{u}/flows/{flow}/runs/{r}/steps/start/step", json={"user_name": "u"}).status_code == 200
-    task = api.post(f"{u}/flows/{flow}/runs/{r}/steps/start/task", json={"user_name": "u"}).json()
-    return r, task["task_id"]
+from testkit import Router, make_task, q
 
 
 def test_ping_answers_with_the_version_header(api):

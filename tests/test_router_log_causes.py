@@ -10,8 +10,7 @@ import time
 import pytest
 
 from mfs.processes import free_port
-from testkit import Router, q
-from test_router_http import make_task
+from testkit import Router, make_task, q
 
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 

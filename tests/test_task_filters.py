@@ -3,8 +3,7 @@ in the `field:op=v1,v2` grammar, with paging; bad filters are a 400."""
 
 import pytest
 
-from testkit import q
-from test_router_http import make_task
+from testkit import make_task, q
 
 
 @pytest.fixture

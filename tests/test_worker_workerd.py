@@ -8,10 +8,9 @@ import secrets
 import pytest
 import requests
 
-from testkit import metaflow_env
+from testkit import client, metaflow_env, q, run_flow
 from mfs.processes import free_port
 from mfs.worker import WorkerdRouter
-from test_metaflow_e2e import client, q, run_flow
 
 
 @pytest.fixture
@@ -54,7 +53,7 @@ def test_real_metaflow_runs_through_the_worker(worker, migrated_db, tmp_path):
     )
 
 
-def test_the_worker_runtime_gzips_large_replies(worker):
+def test_the_worker_runtime_gzips_large_replies(worker, migrated_db):
     """The Worker leaves compression to the runtime (Content-Encoding set, body as text)."""
     s = requests.Session()
     s.headers["x-api-key"] = worker.key
@@ -66,3 +65,11 @@ def test_the_worker_runtime_gzips_large_replies(worker):
     wire = raw.raw.read(decode_content=False)
     assert raw.headers.get("content-encoding") == "gzip"
     assert json.loads(gzip.decompress(wire)) == plain.json() and len(plain.json()) == 20
+    # the Worker never sees the compressed size: its quota counts the uncompressed reply
+    # (README, "egress counts the bytes sent"), so gzip replies cost what identity ones do
+    used = "select egress_bytes from mfs.quota_usage where scope = 'default'"
+    before = q(migrated_db, used)[0][0]
+    for _ in range(3):
+        r = s.get(f"{worker.url}/flows/Z/runs", headers={"Accept-Encoding": "gzip"})
+        assert r.headers.get("content-encoding") == "gzip"
+    assert q(migrated_db, used)[0][0] - before == 3 * len(plain.content)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import queue
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -116,6 +118,45 @@ def metaflow_env(router: Router, tmp_path: Path) -> dict:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+FLOWS = ROOT / "tests" / "flows"
+
+
+def run_flow(env, flow, *args, check=True, cwd=None):
+    cmd = [sys.executable, str(FLOWS / flow), "--no-pylint", *args]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+def client(env, code, timeout=300):
+    """Runs Client API code in a child process; it prints one JSON value, returned here."""
+    script = (
+        "import json\nfrom metaflow import *\nfrom metaflow.exception import MetaflowNamespaceMismatch\n"
+        + textwrap.dedent(code)
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def make_task(api, flow="F", run_body=None):
+    u = api.base
+    assert (
+        api.post(f"{u}/flows/{flow}", json={"user_name": "u", "system_tags": ["user:u"]}).status_code == 200
+    )
+    run = api.post(
+        f"{u}/flows/{flow}/run",
+        json=run_body or {"user_name": "u", "tags": ["t1"], "system_tags": ["user:u"]},
+    ).json()
+    r = run["run_number"]
+    assert api.post(f"{u}/flows/{flow}/runs/{r}/steps/start/step", json={"user_name": "u"}).status_code == 200
+    task = api.post(f"{u}/flows/{flow}/runs/{r}/steps/start/task", json={"user_name": "u"}).json()
+    return r, task["task_id"]
 
 
 def read_until(proc: subprocess.Popen, needle: str, timeout: float) -> tuple[str, "queue.Queue"]:

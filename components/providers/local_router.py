@@ -15,7 +15,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
 
 from mfs.processes import free_port, pid_alive, start_detached, stop_group, wait_port
-from mfs.router import router_command, wait_healthy
+from mfs.router import router_command, router_env, wait_healthy
 
 from ._util import REPO_ROOT, port_changed, process_read
 
@@ -32,13 +32,8 @@ class LocalRouterProvider(ResourceProvider):
 
     def create(self, props):
         port = int(props.get("port") or 0) or free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": props["database_url"],
-            "METADATA_API_KEY": props["api_key"],
-            "QUOTA_SCOPE": props["quota_scope"],
-            "PORT": str(port),
-        }
+        env = {**os.environ, **router_env(props["database_url"], props["api_key"], props["quota_scope"])}
+        env["PORT"] = str(port)
         state = (REPO_ROOT / props["state_dir"]).resolve()
         pid = start_detached(router_command(), state / "router.log", env=env, cwd=str(REPO_ROOT))
         url = f"http://127.0.0.1:{port}"

@@ -15,7 +15,7 @@ export function acceptsGzip(header: string | null): boolean {
   });
 }
 
-export function gzip(text: string): Promise<ArrayBuffer> {
-  const stream = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
+export function gzip(data: string | Uint8Array<ArrayBuffer>): Promise<ArrayBuffer> {
+  const stream = new Blob([data]).stream().pipeThrough(new CompressionStream("gzip"));
   return new Response(stream).arrayBuffer();
 }

@@ -5,6 +5,7 @@
 
 import { matchRoute } from "./routes.ts";
 import { acceptsGzip, COMPRESS_FROM_BYTES, gzip } from "./compress.ts";
+import { EGRESS_SAVED_ARG, EgressSavings } from "./egress.ts";
 
 /** The one statement per request: runs mfs_api.call(scope, op, args, body). */
 export type CallDatabase = (
@@ -25,8 +26,17 @@ export interface RouterConfig {
   /** One line per notable event; `level` lets a runtime route client mishaps below errors. */
   log?: (line: string, level: LogLevel) => void;
   /** Who gzips large replies for clients that accept it: this handler (default), the runtime
-   * (Cloudflare Workers compress a body whose Content-Encoding asks for it), or nobody. */
+   * (Cloudflare Workers compress a body whose Content-Encoding asks for it), or nobody. Only
+   * the handler knows the compressed size, so only then does the quota count it (egress.ts);
+   * otherwise it counts the uncompressed reply. */
   compression?: "handler" | "runtime" | "off";
+  /** The gzip the handler uses (default: the web-standard CompressionStream, which every
+   * runtime has; Deno's entry point passes node:zlib's, four times faster on large lists). */
+  gzip?: (data: Uint8Array<ArrayBuffer>) => Promise<ArrayBuffer | Uint8Array<ArrayBuffer>>;
+  /** What the quota's egress budget counts: the reply bytes sent to clients, after gzip
+   * ("sent", default), or before gzip ("uncompressed": what the database sends the router,
+   * which is what a database billed for its outbound transfer, such as Neon, counts). */
+  egressCounts?: "sent" | "uncompressed";
 }
 
 export type LogLevel = "info" | "error";
@@ -243,6 +253,7 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
   // just above the server's statement_timeout (15 s, db.ts), which normally answers first
   const callTimeout = config.callTimeoutMs ?? 16_000;
   const logTo = config.log ?? (() => {});
+  const savings = config.egressCounts === "uncompressed" ? null : new EgressSavings();
   // every line says when, so that an outage can be matched with the database's own log
   const log = (level: LogLevel, line: string) => logTo(`${new Date().toISOString()} ${level} ${line}`, level);
   if (!config.apiKey) throw new Error("an API key is required (METADATA_API_KEY)");
@@ -292,7 +303,11 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
         }
       }
       const body = req.method === "GET" ? null : await readBody(req, maxBody);
+      const saved = savings?.take() ?? null;
+      if (saved !== null) params[EGRESS_SAVED_ARG] = saved;
       const res = await withDeadline(config.call(scope, route.op, params, body), callTimeout);
+      // a quota refusal counted nothing (its transaction rolled back)
+      if (saved !== null && res.status === 429) savings?.giveBack(saved);
       const headers: Record<string, string> = res.next_cursor ? { "X-Next-Cursor": res.next_cursor } : {};
       // the database is near or over its size limit (sql/0040_size_guard.sql): said on every reply
       if (res.warning) headers["X-Quota-Warning"] = res.warning;
@@ -301,7 +316,10 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
         if (acceptsGzip(req.headers.get("accept-encoding"))) {
           headers["content-encoding"] = "gzip";
           if (compression === "handler") {
-            return new Response(await gzip(res.body), { status: res.status, headers: jsonHeaders(headers) });
+            const plain = new TextEncoder().encode(res.body); // what mfs_api.call counted
+            const packed = await (config.gzip ?? gzip)(plain);
+            savings?.add(plain.byteLength, packed.byteLength);
+            return new Response(packed, { status: res.status, headers: jsonHeaders(headers) });
           }
         }
       }

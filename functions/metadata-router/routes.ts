@@ -108,7 +108,17 @@ export const ROUTES: Route[] = [
   { method: "GET", pattern: `${TASK}/artifacts/:name/attempt/:attempt_id`, op: "artifact_attempt_get" },
   // Reads of the Metaflow UI (`mfs ui`, sql/0030): one request per view, with derived fields.
   { method: "GET", pattern: "/ui/runs", op: "ui_runs", query: UI_RUNS_QUERY },
+  // sql/0050: the home page with each run's start-step metadata; changes since a cursor (/ws)
+  { method: "GET", pattern: "/ui/runs/view", op: "ui_runs_view", query: UI_RUNS_QUERY },
+  { method: "GET", pattern: "/ui/changes", op: "ui_changes", query: ["run_ts", "task_id", "metadata_id"] },
   { method: "GET", pattern: `/ui${RUN}`, op: "ui_run" },
+  { method: "GET", pattern: `/ui${RUN}/view`, op: "ui_run_view" },
+  {
+    method: "GET",
+    pattern: `/ui${RUN}/artifact_names`,
+    op: "ui_artifact_names",
+    query: ["_limit", "contains"],
+  },
   { method: "GET", pattern: `/ui${RUN}/steps`, op: "ui_run_steps" },
   {
     method: "GET",

@@ -9,7 +9,7 @@ import json
 from aiohttp import web
 
 from .envelope import error, guarded, page_params, reply, service_page
-from .service import path_of
+from .service import fresh_reads, path_of
 
 # filters the home page sends that the service's /ui/runs applies (the rest is the UI's own)
 RUN_QUERY = (
@@ -55,7 +55,10 @@ async def runs_page(app, query: dict) -> tuple[list, int, bool]:
     except ValueError:
         limit = 30
     params = {k: v for k, v in query.items() if k in RUN_QUERY}
-    rows = await app["service"].get("/ui/runs", {**params, "_limit": limit, "_page": page})
+    # the list and each run's start-step metadata (asked for per row next) in one request
+    view = await app["service"].get("/ui/runs/view", {**params, "_limit": limit, "_page": page})
+    rows = view["runs"]
+    app["start_metadata"].fill(rows, view["start_metadata"])
     group = params.get("_group")
     if not group:
         return rows[:limit], page, len(rows) > limit
@@ -126,6 +129,19 @@ def metadata_filters(request: web.Request) -> dict:
 
 @guarded
 async def run_metadata(request: web.Request):
+    q, m = request.query, request.match_info
+    if (
+        set(q) <= {"step_name", "_page", "_limit"}
+        and q.get("step_name") == "start"
+        and q.get("_page", "1") == "1"
+    ):
+        # a live update's read takes them only from the list read of the same poll
+        rows = request.app["start_metadata"].get(
+            m["flow_id"], m["run_number"], max_age_s=1.0 if fresh_reads.get() else None
+        )
+        page, limit = page_params(request, 1000)
+        if rows is not None and len(rows) <= limit:  # the runs list brought them moments ago
+            return reply(request, rows, page=1, has_next=False)
     data, page, has_next = await service_page(
         request, "/ui" + run_path(request) + "/metadata", metadata_filters(request), 1000
     )

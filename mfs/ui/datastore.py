@@ -201,9 +201,10 @@ class Datastore:
             return []
         return sorted(p.name for p in folder.glob("*.html")) if folder.is_dir() else []
 
-    def card_file(self, pathspec: list[str], name: str, suffix: str = "") -> Optional[bytes]:
+    def card_file(self, pathspec: list[str], name: str, folder: str = "cards") -> Optional[bytes]:
+        """A file of the task's card folder: "cards" (the HTML) or "runtime" (the data JSON)."""
         flow, run, step, task = [_component(p) for p in pathspec]
-        rel = [flow, "runs", run, "steps", step, "tasks", task, "cards", _component(name)]
+        rel = [flow, "runs", run, "steps", step, "tasks", task, folder, _component(name)]
         if self.config.datastore == "s3":
             return (
                 self._s3_read(self.config.card_s3_root + "/" + "/".join(rel))
@@ -212,6 +213,25 @@ class Datastore:
             )
         path = self._local_path(self.config.card_local_root, *rel)
         return path.read_bytes() if path.is_file() else None
+
+    def card_data_files(self, pathspec: list[str]) -> list[str]:
+        """Names of a task's card data files (<type>-[<id>-]<hash>.data.json, Metaflow writes
+        them for cards that update while the task runs)."""
+        flow, run, step, task = [_component(p) for p in pathspec]
+        rel = [flow, "runs", run, "steps", step, "tasks", task, "runtime"]
+        if self.config.datastore == "s3":
+            if not self.config.card_s3_root:
+                return []
+            return [
+                u.rsplit("/", 1)[1]
+                for u in self._s3_list(self.config.card_s3_root + "/" + "/".join(rel) + "/")
+                if u.endswith(".data.json")
+            ]
+        try:
+            folder = self._local_path(self.config.card_local_root, *rel)
+        except DatastoreError:
+            return []
+        return sorted(p.name for p in folder.glob("*.data.json")) if folder.is_dir() else []
 
 
 def _parse_mflog(data: bytes):

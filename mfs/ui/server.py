@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import sys
+import time
 from pathlib import Path
 
 from aiohttp import web
 
-from . import api_cards, api_logs, api_misc, api_runs, api_tasks
+from . import api_cards, api_logs, api_misc, api_runs, api_search, api_tasks
 from .config import UiConfig
 from .datastore import Datastore
-from .live import websocket
-from .service import Service
+from .live import FRESH_HEADER, Live, websocket
+from .service import Service, fresh_reads
+from .start_metadata import StartMetadata
 
 API_PREFIX = "/api"
 LOCAL_NAMES = {"127.0.0.1", "localhost", "[::1]", "::1"}
@@ -45,14 +49,41 @@ async def host_check(request: web.Request, handler):
     return await handler(request)
 
 
+@web.middleware
+async def trace(request: web.Request, handler):
+    """MFS_UI_TRACE=1: one line per request on stderr (path, status, milliseconds, service requests
+    made meanwhile), to see what a view costs."""
+    service, started = request.app["service"], time.perf_counter()
+    before = service.requests
+    response = await handler(request)
+    print(
+        f"mfs-ui {request.method} {request.path_qs} {response.status} "
+        f"{(time.perf_counter() - started) * 1000:.0f}ms service+{service.requests - before}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return response
+
+
+@web.middleware
+async def live_reads(request: web.Request, handler):
+    """The live updates' own reads (FRESH_HEADER) go past the service memo."""
+    if request.headers.get(FRESH_HEADER):
+        fresh_reads.set(True)
+    return await handler(request)
+
+
 def make_app(
-    config: UiConfig, bundle_dir: Path, *, port: int, host: str = "127.0.0.1", ws_interval: float = 3.0
+    config: UiConfig, bundle_dir: Path, *, port: int, host: str = "127.0.0.1", ws_interval: float = 2.0
 ) -> web.Application:
-    app = web.Application(middlewares=[host_check])
+    tracing = os.environ.get("MFS_UI_TRACE", "") not in ("", "0")
+    app = web.Application(middlewares=[host_check, live_reads] + ([trace] if tracing else []))
     app["config"], app["port"], app["api_prefix"], app["ws_interval"] = config, port, API_PREFIX, ws_interval
     app["allowed_hosts"] = (LOCAL_NAMES | {host}) if host in LOCAL_NAMES else None
     app["service"] = Service(config.service_url, config.api_key)
     app["datastore"] = Datastore(config)
+    app["start_metadata"] = StartMetadata()
+    app["live"] = Live(app, interval=ws_interval)
     bundle = bundle_dir.resolve()
     index = inject_service((bundle / "index.html").read_text())
 
@@ -60,6 +91,7 @@ def make_app(
         await app["service"].start()
 
     async def on_cleanup(app):
+        await app["live"].close()
         await app["service"].close()
 
     app.on_startup.append(on_startup)
@@ -69,7 +101,14 @@ def make_app(
         app.router.add_get(API_PREFIX + path, handler)
 
     add("/ws", websocket)
-    for module in (api_misc, api_runs, api_tasks, api_logs, api_cards):  # autocomplete before /flows/{id}
+    for module in (
+        api_misc,
+        api_search,
+        api_runs,
+        api_tasks,
+        api_logs,
+        api_cards,
+    ):  # autocomplete before /flows/{id}
         module.routes(add)
 
     async def api_unknown(request):

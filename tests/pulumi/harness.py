@@ -29,6 +29,57 @@ PROJECT = "metaflow-serverless"
 SECRET_SIG = rpc._special_sig_key if hasattr(rpc, "_special_sig_key") else "4dabf18193072939515e22adb298388d"
 SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
 DYNAMIC = "pulumi-python:dynamic"
+D = DYNAMIC + "/"  # prefix of a dynamic resource's type
+
+# distinctive fake secret values: none may appear outside a secret wrapper
+SECRETS = {
+    "supabaseAccessToken": "sbp-TOKEN-0001",
+    "s3AccessKeyId": "S3KEY-0002",
+    "s3SecretAccessKey": "S3SECRET-0003",
+    "neonApiKey": "NEON-KEY-0004",
+    "b2ApplicationKeyId": "B2ID-0005",
+    "b2ApplicationKey": "B2KEY-0006",
+    "apiKey": "API-KEY-0007",
+    "renderApiKey": "rnd-KEY-0008",
+}
+
+EXPECTED = {
+    # stack: {component: child types that prove the backend choice}
+    "local": {
+        "Database": [D + "mfs:LocalPostgres", D + "mfs:SchemaMigrations"],
+        "ObjectStore": [D + "mfs:LocalS3"],
+        "MetadataCompute": [D + "mfs:LocalRouter"],
+    },
+    "supabase-free": {
+        "Database": [D + "supabase:Project", D + "mfs:SchemaMigrations"],
+        "ObjectStore": [D + "supabase:Bucket"],
+        "MetadataCompute": [D + "supabase:Function"],
+    },
+    "neon-r2": {
+        "Database": [D + "neon:Project", D + "mfs:SchemaMigrations"],
+        "ObjectStore": ["cloudflare:index/r2Bucket:R2Bucket"],
+        "MetadataCompute": ["command:local:Command", "cloudflare:index/workersScript:WorkersScript"],
+    },
+    "cockroach-b2": {
+        "Database": [
+            "cockroach:index/cluster:Cluster",
+            "cockroach:index/sqlUser:SqlUser",
+            D + "mfs:SchemaMigrations",
+        ],
+        "ObjectStore": [D + "b2:Bucket"],
+        "MetadataCompute": ["gcp:cloudrunv2/service:Service", "gcp:secretmanager/secret:Secret"],
+    },
+    "neon-cloudrun": {
+        "Database": [D + "neon:Project"],
+        "ObjectStore": ["cloudflare:index/r2Bucket:R2Bucket"],
+        "MetadataCompute": ["gcp:cloudrunv2/service:Service"],
+    },
+    "neon-render": {
+        "Database": [D + "neon:Project", D + "mfs:SchemaMigrations"],
+        "ObjectStore": ["cloudflare:index/r2Bucket:R2Bucket"],
+        "MetadataCompute": ["pulumi:providers:render", "command:local:Command", "render:services:WebService"],
+    },
+}
 
 
 def is_secret(value) -> bool:

@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import run_program
+from harness import SECRETS, run_program
 from mfs import migrations
 from mfs.local_postgres import LocalPostgres
 from mfs.processes import free_port, stop_process
 from mfs.router import start_router
-from test_stacks_mocks import SECRETS
 from testkit import ROOT, q
 
 INSTANCES = 10

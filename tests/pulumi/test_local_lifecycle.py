@@ -2,13 +2,11 @@
 dropped schema, a drop_data change is recorded without a replace, delete of what is already
 gone succeeds."""
 
-import asyncpg
-
-from components.providers._util import run_async
 from components.providers.local_s3 import LocalS3Provider
 from components.providers.schema_migrations import SchemaMigrationsProvider, migration_inputs
 from mfs.processes import pid_alive, stop_group
 from provider_host import HostedResource, ProviderHost
+from testkit import q
 
 
 def test_local_s3_refresh_notices_a_stopped_server(tmp_path):
@@ -32,21 +30,16 @@ def test_local_s3_refresh_notices_a_stopped_server(tmp_path):
         host.close()
 
 
-def test_schema_refresh_notices_a_dropped_schema(fresh_db):
+def test_schema_refresh_notices_a_dropped_schema(empty_db):
     host = ProviderHost()
     try:
         r = HostedResource(host, SchemaMigrationsProvider(), "urn:pulumi:x::mfs::m:S::schema")
-        inputs = {"dsn": fresh_db, "sql_dir": "sql", **migration_inputs(), "drop_on_destroy": False}
+        inputs = {"dsn": empty_db, "sql_dir": "sql", **migration_inputs(), "drop_on_destroy": False}
         r.create(inputs)
         assert r.outputs["applied"] == inputs["migrations"]
         assert r.refresh() and r.up(inputs) == "same"
-
-        async def drop():
-            con = await asyncpg.connect(fresh_db)
-            await con.execute("drop schema mfs_api cascade; drop schema mfs cascade")
-            await con.close()
-
-        run_async(drop())
+        q(empty_db, "drop schema mfs_api cascade")
+        q(empty_db, "drop schema mfs cascade")
         assert r.refresh() and r.outputs["applied"] == []
         assert r.up(inputs) == "update" and r.outputs["applied"] == inputs["migrations"]
     finally:

@@ -4,8 +4,7 @@ buckets, GCP service accounts, secrets, Cloud Run services and Workers are per a
 
 import re
 
-from harness import run_program
-from test_stacks_mocks import SECRETS
+from harness import SECRETS, run_program
 
 SUFFIX = "a1b2c3"  # the harness's RandomSuffix output
 

@@ -8,8 +8,7 @@ import re
 import pytest
 import yaml
 
-from harness import FAKE_OUTPUTS, ROOT, load_provider, run_program, unwrap
-from test_stacks_mocks import EXPECTED, SECRETS
+from harness import EXPECTED, FAKE_OUTPUTS, ROOT, SECRETS, load_provider, run_program, unwrap
 
 WORKFLOW = ROOT / ".github" / "workflows" / "pulumi-preview.yml"
 

@@ -79,7 +79,7 @@ def test_the_retention_policy_comes_from_config_and_says_what_to_schedule():
     assert run_program("local", {**SECRETS, "retentionKeepTag": ""}).one(RETENTION).plain["keep_tag"] == ""
 
 
-def test_the_retention_provider_stores_and_applies_the_policy(fresh_db):
+def test_the_retention_provider_stores_and_applies_the_policy(empty_db):
     """For real: a policy of 10 days deletes the older of two finished runs at create, stores
     the policy where `mfs retain` finds it; an update to no policy removes it."""
     import asyncpg
@@ -88,11 +88,11 @@ def test_the_retention_provider_stores_and_applies_the_policy(fresh_db):
     from components.providers.retention_policy import RetentionPolicyProvider
     from mfs import migrations
 
-    migrations.apply(fresh_db)
+    migrations.apply(empty_db)
     now_ms = int(time.time() * 1000)
 
     async def sql(query, *args):
-        con = await asyncpg.connect(fresh_db)
+        con = await asyncpg.connect(empty_db)
         try:
             return await con.fetch(query, *args)
         finally:
@@ -107,7 +107,7 @@ def test_the_retention_provider_stores_and_applies_the_policy(fresh_db):
             )
         )
     provider = RetentionPolicyProvider()
-    props = {"dsn": fresh_db, "keep_days": 10, "keep_runs": None, "keep_tag": "keep"}
+    props = {"dsn": empty_db, "keep_days": 10, "keep_runs": None, "keep_tag": "keep"}
     created = provider.create(props)
     assert created.outs["runs_deleted_at_deploy"] == 1
     left = run_async(sql("select ts_epoch from public.runs_v3"))

@@ -16,13 +16,11 @@ import pytest
 import requests
 
 from components.render import SECRETS_DIR
-from harness import ROOT, run_program
+from harness import ROOT, SECRETS, run_program
 from leftovers import MARKER
 from mfs.processes import free_port, stop_process
 from mfs.router import deno_binary, wait_healthy
-from test_metaflow_e2e import client, run_flow
-from test_stacks_mocks import SECRETS
-from testkit import metaflow_env
+from testkit import client, metaflow_env, run_flow
 
 WEB = "render:services:WebService"
 

@@ -14,8 +14,7 @@ from pulumi._types import input_type_py_to_pulumi_names, is_input_type
 from pulumi_render.services import WebServiceArgs, _enums, _inputs
 
 from components.render import BUNDLE_FILE, container_env, start_command
-from harness import is_secret, run_program, stack_config
-from test_stacks_mocks import SECRETS
+from harness import SECRETS, is_secret, run_program, stack_config
 
 WEB = "render:services:WebService"
 NEON_URL = "postgresql://u:p@pooler:5432/postgres"  # the harness's fake Neon project URL
@@ -106,8 +105,10 @@ def test_env_holds_render_contract_and_the_secrets_stay_secret(run):
         "QUOTA_SCOPE": "team-r",
         "DATABASE_URL": NEON_URL,
         "METADATA_API_KEY": SECRETS["apiKey"],
+        # Neon bills what leaves the database: the quota counts replies before gzip
+        "QUOTA_EGRESS": "uncompressed",
     }
-    assert env == container_env(NEON_URL, SECRETS["apiKey"], "team-r")
+    assert env == container_env(NEON_URL, SECRETS["apiKey"], "team-r", "neon")
 
 
 def test_a_free_plan_is_refused_with_the_reason():

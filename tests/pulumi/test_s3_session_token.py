@@ -22,8 +22,7 @@ import boto3
 import requests
 
 from components.providers.local_s3 import LocalS3Provider
-from harness import ROOT, run_program
-from test_stacks_mocks import SECRETS
+from harness import ROOT, SECRETS, run_program
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.service-role.jwt"
 

@@ -6,8 +6,7 @@ import os
 import subprocess
 import sys
 
-from harness import ROOT, run_program, unwrap
-from test_stacks_mocks import SECRETS
+from harness import ROOT, SECRETS, run_program, unwrap
 
 CHILD = r"""
 import base64, json, sys
@@ -27,7 +26,7 @@ print(json.dumps(results))
 """
 
 
-def test_every_dynamic_provider_loads_and_creates_in_a_fresh_process(tmp_path, fresh_db):
+def test_every_dynamic_provider_loads_and_creates_in_a_fresh_process(tmp_path, empty_db):
     no_key = {k: v for k, v in SECRETS.items() if k != "apiKey"}  # so RandomSecret is used
     dynamic = {}
     for stack in ("supabase-free", "neon-r2", "cockroach-b2", "local"):  # local last: its props
@@ -41,7 +40,7 @@ def test_every_dynamic_provider_loads_and_creates_in_a_fresh_process(tmp_path, f
         props = {k: v for k, v in r.plain.items() if k != "__provider"}
         kind = r.type.split("/")[-1].replace(":", "")
         if kind in ("mfsSchemaMigrations", "mfsQuotaLimits", "mfsRetentionPolicy"):
-            props["dsn"] = fresh_db
+            props["dsn"] = empty_db
         elif kind == "mfsMetaflowConfig":
             props["metaflow_home"] = str(tmp_path / "home")
         elif kind != "mfsRandomSecret":

@@ -2,8 +2,7 @@
 
 import pytest
 
-from harness import is_secret, run_program
-from test_stacks_mocks import D, SECRETS
+from harness import D, SECRETS, is_secret, run_program
 
 
 def test_local_router_gets_the_database_url_key_and_scope():

@@ -13,9 +13,8 @@ import time
 
 import pytest
 
-from testkit import ROOT, metaflow_env  # tests/testkit.py
-from .conftest import figure, q
-from .test_faults import check_foreach_run, finish_flow, router_log_since, start_flow
+from testkit import ROOT, metaflow_env, q
+from .kit import check_foreach_run, figure, finish_flow, router_log_since, start_flow
 
 pytestmark = pytest.mark.long
 

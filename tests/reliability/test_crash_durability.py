@@ -24,21 +24,22 @@ from pathlib import Path
 
 import pytest
 
-from testkit import RecordingProxy, metaflow_env
-from mfs.processes import pid_alive
-from .conftest import Router, figure, migrated, q
-from .test_faults import (
+from testkit import RecordingProxy, Router, metaflow_env, q
+from .kit import (
     N,
     SLEEP,
     SLOW_FLOW,
     WORKERS,
     check_foreach_run,
     expected_total,
+    figure,
     finish_flow,
+    migrated,
     router_log_since,
     start_flow,
     wait_for_tasks,
 )
+from mfs.processes import pid_alive
 
 pytestmark = pytest.mark.long
 

@@ -9,8 +9,9 @@ connection (http.client), so nothing normalises the path on the way.
 Asserted for every request: no 5xx; every 4xx has a JSON body {"message": str}; and after
 every rejected request (4xx) the six Metaflow tables are unchanged (fingerprint: row count and
 newest xmin of each table, taken after every request; plus a full md5 digest around phases
-that only send requests that must be rejected). Failures are collected (not raised at once)
-so that one run reports every distinct problem.
+that only send requests that must be rejected). Each phase is a test of its own on one seeded
+router and database; within a phase, failures are collected (not raised at once) so that one
+run reports every distinct problem.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import http.client
+import itertools
 import json
 import re
+import secrets
 import time
 from urllib.parse import quote
 
@@ -29,7 +32,9 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from .conftest import OPENAPI, TABLES, digest, figure
+from mfs import migrations
+from testkit import Router, new_database
+from .kit import OPENAPI, TABLES, digest, figure
 
 pytestmark = pytest.mark.long
 
@@ -498,7 +503,7 @@ def hostile_for(op_id: str) -> list[bytes]:
     return []
 
 
-# ---------------------------------------------------------------------------- the test
+# ---------------------------------------------------------------------------- the phases
 def seed(api):
     u = api.base
     assert api.post(f"{u}/flows/Seed", json={"user_name": "u", "system_tags": ["user:u"]}).status_code == 200
@@ -548,121 +553,158 @@ def seed(api):
     }
 
 
-def test_fuzz_every_route(router, migrated_db, api):
-    seeds = seed(api)
-    spec = Spec(seeds)
-    fz = Fuzzer(router, migrated_db)
-    started = time.monotonic()
-    cfg = dict(
-        deadline=None,
-        database=None,
-        derandomize=False,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
+class Campaign:
+    """One router and database for the whole module, seeded once; each test is one phase and
+    checks its own requests (the Fuzzer's failures are reset between phases)."""
+
+    def __init__(self, pg):
+        self.dsn = new_database(pg)
+        migrations.apply(self.dsn)
+        self.router = Router(self.dsn, secrets.token_urlsafe(24))
+        api = self.router.session()
+        api.base = self.router.url
+        self.seeds = seed(api)
+        self.spec = Spec(self.seeds)
+        self.fz = Fuzzer(self.router, self.dsn)
+
+    def close(self):
+        self.fz.close()
+        self.router.stop()
+
+    def run(self, phase: str, send_all) -> int:
+        """Runs one phase; asserts every request got an answer, no failure was found and the
+        router logged no internal error. Returns how many requests were sent."""
+        fz, offset, sent, started = self.fz, len(self.router.log_text()), self.fz.sent, time.monotonic()
+        fz.failures = {}
+        attempted = send_all()
+        n, elapsed = fz.sent - sent, time.monotonic() - started
+        figure(
+            f"fuzz {phase}: {n} requests in {elapsed:.0f}s; statuses so far {dict(sorted(fz.statuses.items()))}"
+        )
+        assert not fz.failures, f"fuzzing ({phase}) found problems:\n" + "\n".join(
+            f"* {k}: {v}" for k, v in fz.failures.items()
+        )
+        assert n == attempted, f"{attempted - n} of {attempted} requests got no answer"
+        log = self.router.log_text()[offset:]
+        assert "internal error" not in log, log[-2000:]
+        return n
+
+
+@pytest.fixture(scope="module")
+def campaign(pg15):
+    c = Campaign(pg15)
+    yield c
+    c.close()
+
+
+CFG = dict(
+    deadline=None,
+    database=None,
+    derandomize=False,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def generated(strategy, examples: int, send) -> int:
+    """Sends `examples` requests drawn from `strategy`; returns how many were drawn."""
+    drawn = []
+
+    @settings(max_examples=examples, **CFG)
+    @given(strategy)
+    def each(req):
+        drawn.append(1)
+        send(req)
+
+    each()
+    assert len(drawn) >= examples, f"hypothesis drew {len(drawn)} of {examples} requests"
+    return len(drawn)
+
+
+def test_generated_requests_of_every_documented_operation(campaign):
+    assert campaign.run(
+        "spec-driven", lambda: generated(spec_request(campaign.spec), 6000, lambda r: campaign.fz.send(*r))
     )
 
-    try:
-        # (a) the document's operations with generated parameters and bodies
-        @settings(max_examples=6000, **cfg)
-        @given(spec_request(spec))
-        def spec_driven(req):
-            fz.send(*req)
 
-        spec_driven()
-        n_spec = fz.sent
+def refused(campaign, what: str, req) -> None:
+    res = campaign.fz.send(*req)
+    if res and res[0] < 400:
+        campaign.fz.fail(f"{what} accepted", f"{req[0]} {req[1][:200]} {(req[2] or b'')[:120]!r} -> {res}")
 
-        # (b) requests that must be refused: full digest of the six tables before and after
-        before = digest(migrated_db)
 
-        @settings(max_examples=1500, **cfg)
-        @given(garbage_path(spec))
-        def garbage(req):
-            res = fz.send(*req)
-            if res and res[0] < 400:
-                fz.fail("garbage path accepted", f"{req[0]} {req[1][:200]} -> {res[0]}")
+def test_garbage_paths_are_refused_and_change_no_stored_row(campaign):
+    before = digest(campaign.dsn)
+    campaign.run(
+        "garbage paths",
+        lambda: generated(garbage_path(campaign.spec), 1500, lambda r: refused(campaign, "garbage path", r)),
+    )
+    assert digest(campaign.dsn) == before
 
-        garbage()
-        n_garbage = fz.sent - n_spec
-        after_garbage = digest(migrated_db)
-        if after_garbage != before:
-            fz.fail("digest changed by garbage paths", f"{before} -> {after_garbage}")
 
-        # (c) every weird segment in every parameter of every operation (deterministic)
-        for op in spec.ops:
-            holes = re.findall(r"\{(\w+)\}", op["path"])
-            for hole in holes:
-                for weird in WEIRD_SEGMENTS:
-                    for raw in (False, True):
-                        path = re.sub(
-                            r"\{(\w+)\}",
-                            lambda m: enc(weird, raw)
-                            if m.group(1) == hole
-                            else quote(seeds[m.group(1)][0], safe=""),
-                            op["path"],
-                        )
-                        body = (
-                            b"{}"
-                            if op["method"] in ("POST", "PATCH")
-                            and op["id"] not in ("metadata_create", "artifact_create")
-                            else (b"[]" if op["method"] == "POST" else None)
-                        )
-                        fz.send(op["method"], path, body)
-        n_segments = fz.sent - n_spec - n_garbage
+def test_every_weird_segment_in_every_parameter(campaign):
+    seeds, fz = campaign.seeds, campaign.fz
 
-        # (d) hostile bodies against every POST/PATCH operation on valid paths
-        mark = fz.sent
-        digest_mid = digest(migrated_db)
-        for op in spec.ops:
+    def send_all():
+        n = 0
+        for op in campaign.spec.ops:
+            for hole in re.findall(r"\{(\w+)\}", op["path"]):
+                for weird, raw in itertools.product(WEIRD_SEGMENTS, (False, True)):
+                    path = re.sub(
+                        r"\{(\w+)\}",
+                        lambda m: enc(weird, raw)
+                        if m.group(1) == hole
+                        else quote(seeds[m.group(1)][0], safe=""),
+                        op["path"],
+                    )
+                    body = (
+                        b"{}"
+                        if op["method"] in ("POST", "PATCH")
+                        and op["id"] not in ("metadata_create", "artifact_create")
+                        else (b"[]" if op["method"] == "POST" else None)
+                    )
+                    fz.send(op["method"], path, body)
+                    n += 1
+        return n
+
+    assert campaign.run("weird segments", send_all) > 1000
+
+
+def test_hostile_bodies_are_refused_and_change_no_stored_row(campaign):
+    before = digest(campaign.dsn)
+
+    def send_all():
+        n = 0
+        for op in campaign.spec.ops:
             if op["method"] not in ("POST", "PATCH"):
                 continue
-            path = re.sub(r"\{(\w+)\}", lambda m: seeds[m.group(1)][0], op["path"])
-            bodies = hostile_bodies() + hostile_for(op["id"])
-            if op["id"] in ("run_heartbeat", "task_heartbeat"):
-                bodies = hostile_bodies()
+            path = re.sub(r"\{(\w+)\}", lambda m: campaign.seeds[m.group(1)][0], op["path"])
+            bodies = hostile_bodies()
+            if op["id"] not in ("run_heartbeat", "task_heartbeat"):
+                bodies += hostile_for(op["id"])
             for b in bodies:
-                res = fz.send(op["method"], path, b)
-                if res and res[0] < 400:
-                    fz.fail(f"hostile body accepted by {op['id']}", f"{b[:120]!r} -> {res}")
-        n_bodies = fz.sent - mark
-        after_hostile = digest(migrated_db)
-        if after_hostile != digest_mid:
-            fz.fail("digest changed by hostile bodies", f"{digest_mid} -> {after_hostile}")
+                refused(campaign, f"hostile body of {op['id']}", (op["method"], path, b))
+                n += 1
+        return n
 
-        # (e) more generated traffic, bodies only for the write operations
-        writes = [op for op in spec.ops if op["method"] in ("POST", "PATCH")]
+    assert campaign.run("hostile bodies", send_all) > 100
+    assert digest(campaign.dsn) == before
 
-        @settings(max_examples=2500, **cfg)
-        @given(
-            st.sampled_from(writes).flatmap(
-                lambda op: st.tuples(st.just(op), body_for(op["id"]), st.sampled_from([0, 1, 2]))
-            )
+
+def test_generated_bodies_of_every_write_operation(campaign):
+    seeds = campaign.seeds
+    writes = [op for op in campaign.spec.ops if op["method"] in ("POST", "PATCH")]
+
+    def send(arg):
+        op, body, which = arg
+        path = re.sub(
+            r"\{(\w+)\}",
+            lambda m: quote(seeds[m.group(1)][which % len(seeds[m.group(1)])], safe=""),
+            op["path"],
         )
-        def write_bodies(arg):
-            op, body, which = arg
-            path = re.sub(
-                r"\{(\w+)\}",
-                lambda m: quote(seeds[m.group(1)][which % len(seeds[m.group(1)])], safe=""),
-                op["path"],
-            )
-            fz.send(op["method"], path, json.dumps(body).encode())
+        campaign.fz.send(op["method"], path, json.dumps(body).encode())
 
-        write_bodies()
-        n_writes = fz.sent - mark - n_bodies
-
-        elapsed = time.monotonic() - started
-        log = router.log_text()
-    finally:
-        fz.close()
-
-    figure(
-        f"fuzz: {fz.sent} requests in {elapsed:.0f}s ({fz.sent / elapsed:.0f}/s): spec-driven {n_spec}, "
-        f"garbage paths {n_garbage}, weird segments {n_segments}, hostile bodies {n_bodies}, "
-        f"write bodies {n_writes}; statuses {dict(sorted(fz.statuses.items()))}; "
-        f"{fz.rejected_checked} rejected requests checked for data changes; "
-        f"distinct failures {len(fz.failures)}"
+    strategy = st.sampled_from(writes).flatmap(
+        lambda op: st.tuples(st.just(op), body_for(op["id"]), st.sampled_from([0, 1, 2]))
     )
-    assert fz.sent >= 10_000
-    assert not fz.failures, "fuzzing found problems:\n" + "\n".join(
-        f"* {k}: {v}" for k, v in fz.failures.items()
-    )
-    assert "internal error" not in log, log[-2000:]
+    assert campaign.run("write bodies", lambda: generated(strategy, 2500, send))

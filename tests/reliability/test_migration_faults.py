@@ -31,7 +31,7 @@ import uuid
 import asyncpg
 import pytest
 
-from .conftest import ROOT, q, run_sync
+from testkit import ROOT, q, run_sync
 from mfs import migrations
 
 BROKEN = "9999_broken.sql"

@@ -7,7 +7,8 @@ import requests
 import yaml
 from openapi_spec_validator import validate
 
-from .conftest import OPENAPI, ROUTER_DIR, parse_routes
+from mfs import ROUTER_DIR
+from .kit import OPENAPI, parse_routes
 from mfs.routes import route_table
 
 METHODS = {"get", "post", "patch", "put", "delete", "head", "options"}

@@ -29,7 +29,8 @@ import time
 import asyncpg
 import pytest
 
-from .conftest import Router, digest, figure, new_database, parse_routes, q, run_sync
+from testkit import Router, new_database, q, run_sync
+from .kit import digest, figure, parse_routes
 from mfs import migrations
 from mfs.local_postgres import LocalPostgres
 from mfs.postgres_binaries import DEBIAN_BIN

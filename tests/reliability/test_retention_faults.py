@@ -14,8 +14,8 @@ import re
 import subprocess
 import sys
 
-from .conftest import ROOT, figure, migrated, q, run_flow_cmd
-from testkit import metaflow_env, read_until
+from testkit import FLOWS, ROOT, metaflow_env, q, read_until
+from .kit import figure, migrated
 from test_retention import TABLES, make_run, retain, rows_of
 
 
@@ -32,7 +32,7 @@ def test_retain_deletes_exactly_what_the_dry_run_listed_while_a_flow_runs(api, r
     recent = {f"LinearFlow/{make_run(api, 'LinearFlow', 1)}"}
     env = metaflow_env(router, tmp_path)
     flow = subprocess.Popen(
-        run_flow_cmd("linear_flow.py", "run", "--sleep", "15"),
+        [sys.executable, str(FLOWS / "linear_flow.py"), "--no-pylint", "run", "--sleep", "15"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -23,8 +23,8 @@ import time
 
 import asyncpg
 
-from .conftest import ROOT, digest, figure, q, run_flow_cmd, run_sync
-from testkit import metaflow_env
+from testkit import ROOT, metaflow_env, q, run_flow, run_sync
+from .kit import digest, figure, migrated
 
 HEADER = "x-quota-warning"
 CREATES = ["flow_create", "run_create", "step_create", "task_create", "metadata_create", "artifact_create"]
@@ -205,8 +205,6 @@ def test_no_create_is_admitted_once_the_cached_size_says_over(private_pg):
     """40 sessions create flows; after 1.5 s the cache is set over the limit (a refresh that
     never comes by itself: max age 1 day). Every create sent after that commit returned is
     refused; every create answered before it started was admitted; stored = admitted."""
-    from .conftest import migrated
-
     dsn = migrated(private_pg)
     set_limit(dsn, cached_size(dsn) * 10)
     calls, (mark_sent, marked) = run_sync(
@@ -234,8 +232,6 @@ def test_writers_at_the_threshold_with_real_refreshes(private_pg):
     advisory lock measures): 24 sessions create flows with 2 KB of random tags until refused, limit =
     the size + 1.5 MB. Once any session was refused, every create sent afterwards is refused
     (the size only grows); stored = admitted; and the size really reached the limit."""
-    from .conftest import migrated
-
     dsn = migrated(private_pg)
     limit = cached_size(dsn) + 1_500_000
     set_limit(dsn, limit)
@@ -319,14 +315,9 @@ def test_the_size_is_measured_at_most_once_per_max_age(migrated_db):
 
 def test_the_metaflow_client_shows_the_refusal_and_reads_still_work(router, migrated_db, tmp_path):
     env = metaflow_env(router, tmp_path)
-    ok = subprocess.run(
-        run_flow_cmd("linear_flow.py", "run"), env=env, capture_output=True, text=True, timeout=600
-    )
-    assert ok.returncode == 0, ok.stderr[-3000:]
+    run_flow(env, "linear_flow.py", "run")
     set_limit(migrated_db, 1)
-    res = subprocess.run(
-        run_flow_cmd("linear_flow.py", "run"), env=env, capture_output=True, text=True, timeout=600
-    )
+    res = run_flow(env, "linear_flow.py", "run", check=False)
     out = res.stdout + res.stderr
     assert res.returncode != 0
     # what the user sees: Metaflow's ServiceException with our message, not a retry loop

@@ -150,6 +150,17 @@ def test_card_list_and_html(ui_scene):
         and html.headers["Content-Type"].startswith("text/html")
         and "<html" in html.text.lower()
     )
+    # the card's data file (Metaflow's runtime/<type>-<hash>.data.json), in the official shape
+    data = requests.get(
+        f"{ui_scene.ui.url}/api{base}/cards/{cards[0]['hash']}/data",
+        params={"invalidate": "true"},
+        timeout=30,
+    )
+    assert data.status_code == 200, data.text
+    body = data.json()
+    assert body["type"] == "default" and body["id"] is None and "reload_token" in body["data"]
+    missing = requests.get(f"{ui_scene.ui.url}/api{base}/cards/0123abcd/data", timeout=30)
+    assert missing.status_code == 404 and "not found" in missing.json()["error"]
 
 
 def test_autocomplete_and_small_endpoints(ui_scene):
@@ -213,3 +224,30 @@ def test_websocket_ping_and_pushed_rows(ui_scene):
     got = run_sync(go())
     assert {m["type"] for m in got} == {"INSERT"} and {m["uuid"] for m in got} == {"u1"}
     assert {m["data"]["flow_id"] for m in got} == {"UiDemoFlow", "UiFailFlow", "UiSlowFlow"}
+
+
+def test_search_in_a_run(ui_scene):
+    oldest = get(ui_scene, "/runs", flow_id="UiDemoFlow")["data"][-1]  # the run with n=3
+    run = oldest["run_number"]
+    names = get(
+        ui_scene, f"/flows/UiDemoFlow/runs/{run}/artifacts/autocomplete", **{"_limit": 5, "name:co": "SQ"}
+    )
+    assert names["data"] == ["sq"]
+
+    async def search(**params):
+        async with aiohttp.ClientSession() as s:
+            async with s.ws_connect(
+                f"{ui_scene.ui.url}/api/search/flows/UiDemoFlow/runs/{run}", params=params
+            ) as ws:
+                events = []
+                async for msg in ws:
+                    events.append(json.loads(msg.data)["event"])
+                return events
+
+    every = run_sync(search(key="sq", scope="ARTIFACT"))
+    assert [e["type"] for e in every] == ["result"]
+    assert len(every[0]["matches"]) == 3 and {m["step_name"] for m in every[0]["matches"]} == {"each"}
+    exact = run_sync(search(key="sq", value='"4"', scope="ARTIFACT"))[-1]["matches"]
+    assert len(exact) == 1 and exact[0]["searchable"] is True and exact[0]["error"] is None
+    assert run_sync(search(key="sq", value="7", scope="ARTIFACT"))[-1]["matches"] == []
+    assert run_sync(search(key="nope", scope="ARTIFACT,FOREACH_VARIABLE"))[-1]["matches"] == []
