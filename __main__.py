@@ -19,6 +19,7 @@ from components import (
     settings,
 )
 from components.metaflow_profile import profile_values
+from components.quota_guard import Retention, database_size_limit
 from components.names import StackNames
 from components.providers.metaflow_config import MetaflowConfig
 from components.providers.secret_key import RandomSecret
@@ -39,6 +40,9 @@ quota = QuotaGuard(
         scope=s.quota_scope,
         max_requests=s.quota_max_requests,
         max_egress_bytes=s.quota_max_egress_bytes,
+        max_database_bytes=database_size_limit(s.database, s.max_database_bytes),
+        database_warn_percent=s.database_warn_percent,
+        retention=Retention.from_config(s.retention_keep_days, s.retention_keep_runs, s.retention_keep_tag),
     ),
 )
 # serverless routers (Worker, Edge Function) connect through the vendor's pooler where it has one

@@ -70,6 +70,11 @@ class Settings:
     quota_scope: str
     quota_max_requests: int
     quota_max_egress_bytes: int
+    max_database_bytes: int
+    database_warn_percent: int
+    retention_keep_days: int
+    retention_keep_runs: int
+    retention_keep_tag: str
     drop_data_on_destroy: bool
     write_default_config: str
     metaflow_home: str
@@ -138,6 +143,14 @@ def load() -> Settings:
         quota_scope=s("quotaScope"),
         quota_max_requests=i("quotaMaxRequests"),
         quota_max_egress_bytes=i("quotaMaxEgressBytes"),
+        max_database_bytes=i("maxDatabaseBytes"),
+        database_warn_percent=i("databaseWarnPercent"),
+        retention_keep_days=i("retentionKeepDays"),
+        retention_keep_runs=i("retentionKeepRuns"),
+        # '' is a value here (no keep tag), not "unset"
+        retention_keep_tag=DEFAULTS["retentionKeepTag"]
+        if cfg.get("retentionKeepTag") is None
+        else cfg.get("retentionKeepTag"),
         drop_data_on_destroy=_bool(cfg, "dropDataOnDestroy"),
         write_default_config=write_default,
         metaflow_home=s("metaflowHome"),

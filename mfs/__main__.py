@@ -4,13 +4,30 @@ See README.md."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 from . import SQL_DIR
+
+
+KEEP_TAG = "keep"
+
+
+def _limit(text: str):
+    """A limit on the command line: a whole number of at least 0, or none (unlimited)."""
+    from .quota import UNLIMITED
+
+    if text.lower() in ("none", "unlimited"):
+        return UNLIMITED
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or none, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a limit cannot be negative (none = unlimited)")
+    return value
 
 
 def _dsn(args) -> str:
@@ -35,22 +52,19 @@ def cmd_pending(args) -> None:
 
 
 def cmd_quota(args) -> None:
-    from .aio import run_sync
-    from .db import connect
+    """Shows a scope's usage and the database size; sets the limits given (others unchanged)."""
+    from .quota import show_and_set
 
-    async def run():
-        con = await connect(_dsn(args))
-        try:
-            return await con.fetchval(
-                "select mfs_api.set_quota_limits($1, $2, $3)::text",
-                args.scope,
-                args.max_requests,
-                args.max_egress_bytes,
-            )
-        finally:
-            await con.close()
-
-    print(json.dumps(json.loads(run_sync(run())), indent=2))
+    print(
+        show_and_set(
+            _dsn(args),
+            args.scope,
+            max_requests=args.max_requests,
+            max_egress_bytes=args.max_egress_bytes,
+            max_database_bytes=args.max_database_bytes,
+            warn_percent=args.warn_percent,
+        )
+    )
 
 
 def cmd_serve(args) -> None:
@@ -83,12 +97,21 @@ def cmd_local(args) -> None:
 
 def cmd_retain(args) -> None:
     """Deletes whole old runs (never a running one, never one tagged --keep-tag)."""
-    from .retention import delete, plan
+    from .retention import compact, delete, plan, stored_policy
 
-    if args.keep_days is None and args.keep_runs is None:
-        sys.exit("error: say what to keep: --keep-days N and/or --keep-runs N")
     dsn = _dsn(args)
-    runs = plan(dsn, args.keep_days, args.keep_runs, args.keep_tag or None, args.flow)
+    keep_days, keep_runs, keep_tag = args.keep_days, args.keep_runs, args.keep_tag
+    if keep_days is None and keep_runs is None:
+        policy = stored_policy(dsn)
+        if policy is None:
+            sys.exit(
+                "error: say what to keep: --keep-days N and/or --keep-runs N "
+                "(or deploy a stack with a retention policy: retentionKeepDays / retentionKeepRuns)"
+            )
+        keep_days, keep_runs = policy.keep_days, policy.keep_runs
+        keep_tag = policy.keep_tag if args.keep_tag == KEEP_TAG else args.keep_tag
+        print(f"the stack's retention policy: {policy.describe()}")
+    runs = plan(dsn, keep_days, keep_runs, keep_tag or None, args.flow)
     tasks = sum(r.tasks for r in runs)
     flows = len({r.flow_id for r in runs})
     print(f"{len(runs)} run(s) of {flows} flow(s) to delete, {tasks} task(s) in all")
@@ -96,12 +119,17 @@ def cmd_retain(args) -> None:
         print(f"  {r.pathspec}  ({r.tasks} tasks)")
     if len(runs) > 20 and not args.dry_run:
         print(f"  ... and {len(runs) - 20} more")
-    if args.dry_run or not runs:
-        print("dry run: nothing deleted" if args.dry_run else "nothing to delete")
+    if args.dry_run:
+        print("dry run: nothing deleted")
         return
-    root = Path(args.datastore_root).expanduser() if args.datastore_root else None
-    totals = delete(dsn, runs, root)
-    print("deleted " + ", ".join(f"{n} {k}" for k, n in totals.items()))
+    if runs:
+        root = Path(args.datastore_root).expanduser() if args.datastore_root else None
+        totals = delete(dsn, runs, root)
+        print("deleted " + ", ".join(f"{n} {k}" for k, n in totals.items()))
+    else:
+        print("nothing to delete")
+    if runs or args.vacuum_full:
+        print(compact(dsn, full=args.vacuum_full))
 
 
 def cmd_worker_bundle(args) -> None:
@@ -207,13 +235,26 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("dsn", nargs="?", help=dsn_help)
     s.add_argument("--port", type=int, default=8080, help="port to listen on (unless $PORT is set)")
     s.set_defaults(fn=cmd_serve)
-    text = "set the monthly limits of a quota scope (a limit left out = unlimited)"
+    text = (
+        "show a quota scope's usage this month and the database size; set the limits given "
+        "(a limit not given stays as it is; 'none' = unlimited)"
+    )
     s = sub.add_parser("quota", help=text, description=text, formatter_class=fmt)
     s.add_argument("dsn", nargs="?", help=dsn_help)
     s.add_argument("--scope", default="default", help="quota scope (the router's QUOTA_SCOPE)")
-    s.add_argument("--max-requests", type=int, help="requests per calendar month (UTC; default: unlimited)")
+    s.add_argument("--max-requests", type=_limit, help="requests per calendar month (UTC), or none")
+    s.add_argument("--max-egress-bytes", type=_limit, help="response bytes per calendar month (UTC), or none")
     s.add_argument(
-        "--max-egress-bytes", type=int, help="response bytes per calendar month (UTC; default: unlimited)"
+        "--max-database-bytes",
+        type=_limit,
+        help="database size at which creates are refused (507), or none",
+    )
+    s.add_argument(
+        "--warn-percent",
+        type=int,
+        choices=range(1, 101),
+        metavar="1..100",
+        help="replies carry X-Quota-Warning from this percent of --max-database-bytes",
     )
     s.set_defaults(fn=cmd_quota)
     text = (
@@ -260,9 +301,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("dsn", nargs="?", help=dsn_help)
     s.add_argument("--keep-days", type=int, help="delete runs older than this many days")
     s.add_argument("--keep-runs", type=int, help="keep only the newest N runs of each flow")
-    s.add_argument("--keep-tag", default="keep", help="runs with this tag are never deleted ('' = none)")
+    s.add_argument("--keep-tag", default=KEEP_TAG, help="runs with this tag are never deleted ('' = none)")
     s.add_argument("--flow", help="only this flow (default: every flow)")
     s.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    s.add_argument(
+        "--vacuum-full",
+        action="store_true",
+        help="afterwards give the freed space back to the disk (VACUUM FULL: each table is locked "
+        "for seconds while it is rewritten; needed to go below a size limit, as the size counts "
+        "freed space until then)",
+    )
     s.add_argument(
         "--datastore-root",
         help="also delete each run's folder under this local Metaflow "

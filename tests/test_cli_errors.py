@@ -24,8 +24,13 @@ CASES = {
         "cannot connect to the database",
     ),
     "migrate, not a URL": (["migrate", "not-a-url"], "invalid DSN"),
-    "retain without a policy": (["retain", UNREACHABLE], "say what to keep"),
-    "quota, bad number": (["quota", UNREACHABLE, "--max-requests", "many"], "invalid int value: 'many'"),
+    # without --keep-days/--keep-runs retain reads the stack's stored policy first (the "say what
+    # to keep" answer over a database without one: tests/test_retention.py)
+    "retain without a policy": (["retain", UNREACHABLE], "cannot connect to the database"),
+    "quota, bad number": (
+        ["quota", UNREACHABLE, "--max-requests", "many"],
+        "expected a whole number or none, not 'many'",
+    ),
     "local, bad port": (["local", "--port", "eighty"], "invalid int value: 'eighty'"),
     "local, bad build": (["local", "--postgres", "oracle"], "invalid choice: 'oracle'"),
     "ping, nobody answers": (["ping", "http://127.0.0.1:1", "--timeout", "1"], "did not answer"),

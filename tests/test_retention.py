@@ -139,6 +139,24 @@ def test_retain_keeps_the_newest_runs_of_each_flow(api, migrated_db):
 def test_retain_without_a_policy_says_what_to_give(migrated_db):
     res = retain(migrated_db)
     assert res.returncode != 0
-    assert res.stderr.strip() == "error: say what to keep: --keep-days N and/or --keep-runs N"
+    assert res.stderr.strip() == (
+        "error: say what to keep: --keep-days N and/or --keep-runs N "
+        "(or deploy a stack with a retention policy: retentionKeepDays / retentionKeepRuns)"
+    )
     bad = retain(migrated_db, "--keep-days", "-1")
     assert bad.returncode != 0 and bad.stderr.strip().startswith("error: ") and "Traceback" not in bad.stderr
+
+
+def test_retain_without_flags_applies_the_stored_policy(api, migrated_db):
+    """The policy a stack stored (QuotaGuard's retention, sql/0041) is what a scheduled
+    `mfs retain` without --keep-days / --keep-runs applies; its keep tag too."""
+    api.dsn = migrated_db
+    old, kept, new = make_run(api, "F", 20), make_run(api, "F", 25, tags=("prod",)), make_run(api, "F", 1)
+    q(migrated_db, "select mfs_api.set_retention_policy(15, null, 'prod')")
+    res = retain(migrated_db)
+    assert res.returncode == 0, res.stderr
+    assert (
+        "the stack's retention policy: delete runs older than 15 days, runs tagged 'prod' kept" in res.stdout
+    )
+    assert f"[1/1] deleted F/{old}" in res.stdout and "database size" in res.stdout
+    assert [rows_of(migrated_db, "F", r)["runs_v3"] for r in (old, kept, new)] == [0, 1, 1]

@@ -1,7 +1,8 @@
-"""Dynamic provider `QuotaLimits`: the router's monthly limits, written where it reads them.
+"""Dynamic provider `QuotaLimits`: the router's monthly limits and database size limit, written
+where it reads them.
 
-Calls the schema's own upsert `mfs_api.set_quota_limits(scope, max_requests, max_egress_bytes)`
-over asyncpg, so every backend (Supabase, Neon, CockroachDB, plain or local Postgres) is served
+Calls the schema's own upserts `mfs_api.set_quota_limits(scope, max_requests, max_egress_bytes)`
+and `mfs_api.set_storage_limit(scope, max_database_bytes, warn_percent)` over asyncpg, so every backend (Supabase, Neon, CockroachDB, plain or local Postgres) is served
 by one implementation. A changed limit is an in-place update; only a changed scope replaces
 the resource. Delete leaves the row: the counters are history, and the database's own delete
 (or `dropDataOnDestroy`) removes it.
@@ -31,6 +32,13 @@ def _write(props) -> dict:
                 int(props["max_requests"]),
                 int(props["max_egress_bytes"]),
             )
+            size = props.get("max_database_bytes")
+            await con.execute(
+                "select mfs_api.set_storage_limit($1, $2, $3)",
+                props["scope"],
+                None if size is None else int(size),
+                int(props.get("database_warn_percent") or 80),
+            )
         finally:
             await con.close()
 
@@ -42,7 +50,15 @@ class QuotaLimitsProvider(ResourceProvider):
     def diff(self, _id, olds, news):
         replaces = ["scope"] if olds.get("scope") != news.get("scope") else []
         changed = [
-            k for k in ("dsn", "max_requests", "max_egress_bytes") if olds.get(k) != news.get(k)
+            k
+            for k in (
+                "dsn",
+                "max_requests",
+                "max_egress_bytes",
+                "max_database_bytes",
+                "database_warn_percent",
+            )
+            if olds.get(k) != news.get(k)
         ] + replaces
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
@@ -64,6 +80,8 @@ class QuotaLimits(Resource, module="mfs", name="QuotaLimits"):
         scope: str,
         max_requests: int,
         max_egress_bytes: int,
+        max_database_bytes: Optional[int] = None,
+        database_warn_percent: int = 80,
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
         super().__init__(
@@ -74,6 +92,8 @@ class QuotaLimits(Resource, module="mfs", name="QuotaLimits"):
                 "scope": scope,
                 "max_requests": max_requests,
                 "max_egress_bytes": max_egress_bytes,
+                "max_database_bytes": max_database_bytes,
+                "database_warn_percent": database_warn_percent,
             },
             opts,
         )

@@ -9,11 +9,11 @@ type Sql = (strings: TemplateStringsArray, ...values: any[]) => Promise<any[]>;
 
 export function callWith(sql: Sql): CallDatabase {
   return async (scope, op, args, body) => {
-    const rows = await sql`select status, body, next_cursor
+    const rows = await sql`select status, body, next_cursor, warning
                              from mfs_api.call(${scope}, ${op}, ${
       JSON.stringify(args)
     }::text::jsonb, ${body}::text::jsonb)`;
-    return rows[0] as { status: number; body: string; next_cursor: string | null };
+    return rows[0] as { status: number; body: string; next_cursor: string | null; warning: string | null };
   };
 }
 

@@ -13,7 +13,7 @@ export type CallDatabase = (
   op: string,
   args: Record<string, string>,
   body: string | null,
-) => Promise<{ status: number; body: string; next_cursor: string | null }>;
+) => Promise<{ status: number; body: string; next_cursor: string | null; warning?: string | null }>;
 
 export interface RouterConfig {
   apiKey: string;
@@ -309,6 +309,8 @@ export function createHandler(config: RouterConfig): (req: Request) => Promise<R
       // a quota refusal counted nothing (its transaction rolled back)
       if (saved !== null && res.status === 429) savings?.giveBack(saved);
       const headers: Record<string, string> = res.next_cursor ? { "X-Next-Cursor": res.next_cursor } : {};
+      // the database is near or over its size limit (sql/0040_size_guard.sql): said on every reply
+      if (res.warning) headers["X-Quota-Warning"] = res.warning;
       if (compression !== "off" && res.body.length >= COMPRESS_FROM_BYTES) {
         headers["vary"] = "accept-encoding";
         if (acceptsGzip(req.headers.get("accept-encoding"))) {

@@ -39,15 +39,21 @@ def test_every_dynamic_provider_loads_and_creates_in_a_fresh_process(tmp_path, e
     for r in dynamic:
         props = {k: v for k, v in r.plain.items() if k != "__provider"}
         kind = r.type.split("/")[-1].replace(":", "")
-        if kind in ("mfsSchemaMigrations", "mfsQuotaLimits"):
+        if kind in ("mfsSchemaMigrations", "mfsQuotaLimits", "mfsRetentionPolicy"):
             props["dsn"] = empty_db
         elif kind == "mfsMetaflowConfig":
             props["metaflow_home"] = str(tmp_path / "home")
         elif kind != "mfsRandomSecret":
             props = None  # process-starting providers: created for real in the e2e test
         jobs[kind] = {"blob": unwrap(r.inputs["__provider"]), "props": props}
-    # QuotaLimits needs the schema first: order the jobs as the engine would
-    order = ["mfsRandomSecret", "mfsSchemaMigrations", "mfsQuotaLimits", "mfsMetaflowConfig"]
+    # QuotaLimits and RetentionPolicy need the schema first: order the jobs as the engine would
+    order = [
+        "mfsRandomSecret",
+        "mfsSchemaMigrations",
+        "mfsQuotaLimits",
+        "mfsRetentionPolicy",
+        "mfsMetaflowConfig",
+    ]
     jobs = {k: jobs[k] for k in order + [k for k in jobs if k not in order]}
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -73,4 +79,5 @@ def test_every_dynamic_provider_loads_and_creates_in_a_fresh_process(tmp_path, e
     assert "value" in results["mfsRandomSecret"]["outs"]
     assert "applied" in results["mfsSchemaMigrations"]["outs"]
     assert results["mfsQuotaLimits"]["id"] == "quota-default"
+    assert "runs_deleted_at_deploy" in results["mfsRetentionPolicy"]["outs"]
     assert (tmp_path / "home" / "config_local.json").exists()

@@ -649,6 +649,13 @@ def test_get_usage_shows_this_months_usage(migrated_db):
         router.stop()
     assert u.status_code == 200 and u.headers["content-type"] == "application/json"
     body = u.json()
+    # the database size (sql/0040_size_guard.sql; tests/reliability/test_size_guard.py): no limit here
+    size = {
+        k: body.pop(k)
+        for k in list(body)
+        if k.startswith("database_") or k in ("max_database_bytes", "warning")
+    }
+    assert size["database_bytes"] > 0 and size["max_database_bytes"] is None and size["warning"] is None
     # what was used before this request: 7 requests and exactly their bytes
     assert body == {
         "scope": scope,
