@@ -3,6 +3,7 @@ in front of a real PostgreSQL, answering real Metaflow traffic."""
 
 import gzip
 import json
+import secrets
 
 import pytest
 import requests
@@ -14,7 +15,7 @@ from mfs.worker import WorkerdRouter
 
 @pytest.fixture
 def worker(migrated_db):
-    w = WorkerdRouter(migrated_db, free_port(), path_prefix="/mf").start()
+    w = WorkerdRouter(migrated_db, secrets.token_urlsafe(24), free_port(), path_prefix="/mf").start()
     yield w
     w.stop()
 
