@@ -16,11 +16,20 @@ from .router import deno_binary
 @functools.lru_cache(maxsize=1)
 def route_table() -> tuple[dict, ...]:
     """Every entry of ROUTES in order: {method, pattern, op, query?, static?, ...}."""
-    code = 'import { ROUTES } from "./routes.ts"; console.log(JSON.stringify(ROUTES));'
+    return tuple(_deno_json('import { ROUTES } from "./routes.ts"; console.log(JSON.stringify(ROUTES));'))
+
+
+def _deno_json(code: str, *args: str):
+    """What `code` prints, evaluated by Deno in the router's folder with `args`, as JSON."""
     out = subprocess.run(
-        [deno_binary(), "eval", code], cwd=ROUTER_DIR, capture_output=True, text=True, timeout=120, check=True
+        [deno_binary(), "eval", code, *args],
+        cwd=ROUTER_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
-    return tuple(json.loads(out))
+    return json.loads(out)
 
 
 def match_requests(requests: list[tuple[str, str]]) -> list[dict | None]:
@@ -35,13 +44,4 @@ def match_requests(requests: list[tuple[str, str]]) -> list[dict | None]:
         '  return r.kind === "route" ? { op: r.route.op, params: r.params } : null;'
         "})));"
     )
-    arg = json.dumps([[m, segs] for (m, _), segs in zip(requests, segments)])
-    out = subprocess.run(
-        [deno_binary(), "eval", code, arg],
-        cwd=ROUTER_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    return json.loads(out)
+    return _deno_json(code, json.dumps([[m, segs] for (m, _), segs in zip(requests, segments)]))

@@ -185,21 +185,30 @@ class Datastore:
     # -- cards -----------------------------------------------------------------------------
     def card_files(self, pathspec: list[str]) -> list[str]:
         """Names of a task's card files (<type>-<index>-<uuid>-<hash>.html)."""
+        return self._card_folder_names(pathspec, "cards", ".html")
+
+    def card_data_files(self, pathspec: list[str]) -> list[str]:
+        """Names of a task's card data files (<type>-[<id>-]<hash>.data.json, Metaflow writes
+        them for cards that update while the task runs)."""
+        return self._card_folder_names(pathspec, "runtime", ".data.json")
+
+    def _card_folder_names(self, pathspec: list[str], folder: str, suffix: str) -> list[str]:
+        """Names ending in `suffix` in a folder of the task's card tree ("cards" or "runtime")."""
         flow, run, step, task = [_component(p) for p in pathspec]
-        rel = [flow, "runs", run, "steps", step, "tasks", task, "cards"]
+        rel = [flow, "runs", run, "steps", step, "tasks", task, folder]
         if self.config.datastore == "s3":
             if not self.config.card_s3_root:
                 return []
             return [
                 u.rsplit("/", 1)[1]
                 for u in self._s3_list(self.config.card_s3_root + "/" + "/".join(rel) + "/")
-                if u.endswith(".html")
+                if u.endswith(suffix)
             ]
         try:
-            folder = self._local_path(self.config.card_local_root, *rel)
+            path = self._local_path(self.config.card_local_root, *rel)
         except DatastoreError:
             return []
-        return sorted(p.name for p in folder.glob("*.html")) if folder.is_dir() else []
+        return sorted(p.name for p in path.glob("*" + suffix)) if path.is_dir() else []
 
     def card_file(self, pathspec: list[str], name: str, folder: str = "cards") -> Optional[bytes]:
         """A file of the task's card folder: "cards" (the HTML) or "runtime" (the data JSON)."""
@@ -213,25 +222,6 @@ class Datastore:
             )
         path = self._local_path(self.config.card_local_root, *rel)
         return path.read_bytes() if path.is_file() else None
-
-    def card_data_files(self, pathspec: list[str]) -> list[str]:
-        """Names of a task's card data files (<type>-[<id>-]<hash>.data.json, Metaflow writes
-        them for cards that update while the task runs)."""
-        flow, run, step, task = [_component(p) for p in pathspec]
-        rel = [flow, "runs", run, "steps", step, "tasks", task, "runtime"]
-        if self.config.datastore == "s3":
-            if not self.config.card_s3_root:
-                return []
-            return [
-                u.rsplit("/", 1)[1]
-                for u in self._s3_list(self.config.card_s3_root + "/" + "/".join(rel) + "/")
-                if u.endswith(".data.json")
-            ]
-        try:
-            folder = self._local_path(self.config.card_local_root, *rel)
-        except DatastoreError:
-            return []
-        return sorted(p.name for p in folder.glob("*.data.json")) if folder.is_dir() else []
 
 
 def _parse_mflog(data: bytes):
